@@ -1,0 +1,209 @@
+"""Dreamer: a world model trained on replay, and an actor-critic trained only in imagination."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
+from ..behavior.returns import ReturnScale, lambda_returns
+from ..config import AgentConfig, ModelConfig
+from ..errors import NonFiniteLossError
+from ..models.rssm import LatentState
+from ..models.world_model import WorldModel
+from ..nn.layers import SparseFeat
+from ..specs import ActionSpec, ObsSpec
+
+
+class PolicyCarry(NamedTuple):
+    """What the acting policy carries between environment steps."""
+
+    state: LatentState  # (B,) posterior after the last observation
+    action: Tensor  # (B, A) the action taken after it
+
+
+class Dreamer(nn.Module):
+    def __init__(
+        self,
+        world_model: WorldModel,
+        action_spec: ActionSpec,
+        *,
+        units: int,
+        layers: int,
+        unimix: float,
+        bins: int,
+        model_lr: float,
+        model_clip: float,
+        horizon: int,
+        gamma: float,
+        lam: float,
+        entropy: float,
+        actor_lr: float,
+        critic_lr: float,
+        ac_clip: float,
+        slow_critic_fraction: float,
+        slow_critic_reg: float,
+        return_decay: float,
+        imag_bf16: bool = False,
+    ):
+        super().__init__()
+        self.world_model = world_model
+        self.action_spec = action_spec
+        feat, onehot = world_model.rssm.feat_dim, world_model.rssm.onehot
+        self.actor = Actor(
+            feat, action_spec.dim, action_spec.discrete, units=units, layers=layers, unimix=unimix, onehot=onehot
+        )
+        self.critic = Critic(feat, units=units, layers=layers, bins=bins, onehot=onehot)
+        self.slow_critic = SlowCritic(self.critic)
+        self.return_scale = ReturnScale(decay=return_decay)
+        self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
+        self.model_clip, self.ac_clip = model_clip, ac_clip
+        self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
+        self.imag_bf16 = imag_bf16
+        self.optimizers = {
+            "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=1e-5),
+        }
+
+    # ---------------------------------------------------------------- acting
+    def initial_carry(self, batch: int) -> PolicyCarry:
+        p = next(self.parameters())
+        return PolicyCarry(self.world_model.initial(batch), p.new_zeros(batch, self.action_spec.dim))
+
+    @torch.no_grad()
+    def act(
+        self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None = None, mode: bool = False
+    ) -> tuple[Tensor, PolicyCarry]:
+        """One environment step for a batch: ``obs (B, ...)``, ``is_first (B,)`` -> action ``(B, A)``."""
+        batch = is_first.shape[0]
+        carry = self.initial_carry(batch) if carry is None else carry
+        obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
+        post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))
+        post = post.map(lambda x: x[:, 0])
+        action = self.actor.act(post.feat(), mode=mode)
+        return action, PolicyCarry(post, action)
+
+    # -------------------------------------------------------------- training
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One update of world model, critic and actor on a batch of ``(B, T)`` sequences."""
+        self.train()
+        losses, posts, metrics = self.world_model.loss(batch)
+        scales = self.world_model.loss_scales
+        assert set(losses) == set(scales), (sorted(losses), sorted(scales))
+        terms = {k: v.mean() for k, v in losses.items()}
+        model_loss = sum(scales[k] * v for k, v in terms.items())
+        self._check_finite(terms)
+        self._step("model", model_loss, self.world_model, self.model_clip)
+
+        start = posts.detach().map(lambda x: x.reshape(-1, *x.shape[2:]))  # (B*T, ...)
+        start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
+        ac_losses, ac_metrics = self._imagination_losses(start, start_cont)
+        self._check_finite(ac_losses)
+        self._step("critic", ac_losses["critic"], self.critic, self.ac_clip)
+        self._step("actor", ac_losses["actor"], self.actor, self.ac_clip)
+        self.slow_critic.update(self.critic, self.slow_fraction)
+
+        out = {f"loss/{k}": v.item() for k, v in terms.items()}
+        out.update({f"loss/{k}": v.item() for k, v in ac_losses.items()})
+        out.update({k: float(v) for k, v in {**metrics, **ac_metrics}.items()})
+        return out
+
+    def _imagination_losses(self, start: LatentState, start_cont: Tensor):
+        wm = self.world_model
+        device = next(self.parameters()).device.type
+        autocast = torch.autocast(device, dtype=torch.bfloat16) if self.imag_bf16 else contextlib.nullcontext()
+        with torch.no_grad(), autocast:
+            feat, actions = wm.rssm.imagine_sparse(start, self.actor.act, self.horizon)  # (N, H+1, .)
+            feat = SparseFeat(feat.dense.float(), feat.index)
+            heads = wm.predict(feat.map(lambda x: x[:, 1:]), decode_obs=False)
+            value = self.critic(feat).mean()  # (N, H+1)
+        reward, cont = heads["reward"].float(), heads["cont"].float()
+        returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
+        # Weight of step k: probability the episode is still going at s_k.
+        weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1)
+        scale = self.return_scale.update(returns)
+        with autocast:
+            return actor_critic_losses(
+                actor=self.actor,
+                critic=self.critic,
+                slow_critic=self.slow_critic,
+                feat=feat,
+                action=actions.float(),
+                returns=returns,
+                value=value,
+                weight=weight,
+                scale=scale,
+                entropy=self.entropy,
+                slow_reg=self.slow_reg,
+            )
+
+    def _step(self, name: str, loss: Tensor, module: nn.Module, clip: float) -> None:
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+        opt.step()
+
+    @staticmethod
+    def _check_finite(terms: dict[str, Tensor]) -> None:
+        for name, value in terms.items():
+            v = float(value.detach())
+            if not math.isfinite(v):
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
+                    "rates or check the data for NaN/inf values (rewards, observations)."
+                )
+
+    # ----------------------------------------------------------- checkpoints
+    def optimizer_state(self) -> dict:
+        return {k: opt.state_dict() for k, opt in self.optimizers.items()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state[k])
+
+
+def make_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig, agent: AgentConfig) -> Dreamer:
+    """Build a Dreamer agent from the config blocks."""
+    wm = WorldModel(
+        obs_spec,
+        action_spec.dim,
+        deter=model.deter,
+        stoch=model.stoch,
+        classes=model.classes,
+        units=model.units,
+        layers=model.layers,
+        cnn_depth=model.cnn_depth,
+        image_size=model.image_size,
+        unimix=model.unimix,
+        free_nats=model.free_nats,
+        kl_dyn=model.kl_dyn,
+        kl_rep=model.kl_rep,
+        bins=model.bins,
+    )
+    return Dreamer(
+        wm,
+        action_spec,
+        units=model.units,
+        layers=model.layers,
+        unimix=model.unimix,
+        bins=model.bins,
+        model_lr=model.lr,
+        model_clip=model.grad_clip,
+        horizon=agent.horizon,
+        gamma=agent.gamma,
+        lam=agent.lam,
+        entropy=agent.entropy,
+        actor_lr=agent.actor_lr,
+        critic_lr=agent.critic_lr,
+        ac_clip=agent.grad_clip,
+        slow_critic_fraction=agent.slow_critic_fraction,
+        slow_critic_reg=agent.slow_critic_reg,
+        return_decay=agent.return_decay,
+        imag_bf16=agent.imag_bf16,
+    )

@@ -1,0 +1,127 @@
+"""Actor and critic trained on imagined rollouts (DreamerV3, REINFORCE for both action kinds)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.dists import (
+    TwoHotSymlog,
+    bounded_normal,
+    categorical_entropy,
+    mode_onehot,
+    sample_onehot,
+    symlog_bins,
+    unimix_logits,
+)
+from ..nn.layers import MLP, SparseFeat
+
+Feat = Tensor | SparseFeat
+
+
+class Actor(nn.Module):
+    """Policy over model features: a 1%-unimix categorical (one-hot actions) or a bounded normal."""
+
+    def __init__(
+        self,
+        feat_dim: int,
+        action_dim: int,
+        discrete: bool,
+        *,
+        units: int,
+        layers: int,
+        unimix: float,
+        onehot: tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        self.discrete, self.action_dim, self.unimix = discrete, action_dim, unimix
+        out = action_dim if discrete else 2 * action_dim
+        self.net = MLP(feat_dim, out, units=units, layers=layers, onehot=onehot)
+
+    def _params(self, feat: Feat):
+        out = self.net(feat)
+        if self.discrete:
+            return unimix_logits(out, self.unimix)
+        return out.chunk(2, -1)
+
+    @torch.no_grad()
+    def act(self, feat: Feat, mode: bool = False) -> Tensor:
+        """Action ``(..., A)``: one-hot for discrete, in [-1, 1] for continuous."""
+        params = self._params(feat)
+        if self.discrete:
+            probs = params.exp()
+            return mode_onehot(probs) if mode else sample_onehot(probs)
+        dist = bounded_normal(*params)
+        action = dist.mean if mode else dist.sample()
+        return action.clamp(-1, 1)
+
+    def log_prob_entropy(self, feat: Feat, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Log-probability of ``action`` and the policy entropy, both ``(...)``."""
+        params = self._params(feat)
+        if self.discrete:
+            logp = (params.float() * action.float()).sum(-1)
+            return logp, categorical_entropy(params)
+        dist = bounded_normal(*params)
+        return dist.log_prob(action.float()).sum(-1), dist.entropy().sum(-1)
+
+
+class Critic(nn.Module):
+    """Two-hot symlog value head; its output layer starts at zero (DreamerV3)."""
+
+    def __init__(self, feat_dim: int, *, units: int, layers: int, bins: int, onehot: tuple[int, int] | None = None):
+        super().__init__()
+        self.net = MLP(feat_dim, bins, units=units, layers=layers, zero_init=True, onehot=onehot)
+        self.register_buffer("bins", symlog_bins(bins), persistent=False)
+
+    def forward(self, feat: Feat) -> TwoHotSymlog:
+        return TwoHotSymlog(self.net(feat), self.bins)
+
+
+class SlowCritic(nn.Module):
+    """An EMA copy of the critic; the critic is regularised towards it."""
+
+    def __init__(self, critic: Critic):
+        super().__init__()
+        self.net = copy.deepcopy(critic)
+        self.net.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, critic: Critic, fraction: float) -> None:
+        for slow, fast in zip(self.net.parameters(), critic.parameters()):
+            slow.lerp_(fast, fraction)
+
+    def forward(self, feat: Feat) -> TwoHotSymlog:
+        return self.net(feat)
+
+
+def actor_critic_losses(
+    *,
+    actor: Actor,
+    critic: Critic,
+    slow_critic: SlowCritic,
+    feat: Feat,  # (N, H+1, F) imagined states s_0..s_H, no gradient
+    action: Tensor,  # (N, H, A) action taken at s_0..s_{H-1}
+    returns: Tensor,  # (N, H) lambda-returns R_0..R_{H-1}
+    value: Tensor,  # (N, H+1) critic values used for the returns
+    weight: Tensor,  # (N, H) cumulative continue probability up to s_k
+    scale: Tensor,  # () percentile return scale, >= 1
+    entropy: float,
+    slow_reg: float,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Scalar actor and critic losses plus diagnostics."""
+    feat_k = feat.map(lambda x: x[:, :-1]) if isinstance(feat, SparseFeat) else feat[:, :-1]
+    advantage = (returns - value[:, :-1]) / scale
+    logp, ent = actor.log_prob_entropy(feat_k, action)
+    actor_loss = -(weight * (logp * advantage.detach() + entropy * ent)).mean()
+    dist = critic(feat_k)
+    slow_target = slow_critic(feat_k).mean().detach()
+    critic_loss = -(weight * (dist.log_prob(returns.detach()) + slow_reg * dist.log_prob(slow_target))).mean()
+    metrics = {
+        "entropy": ent.mean().detach(),
+        "return": returns.mean().detach(),
+        "advantage": advantage.mean().detach(),
+        "return_scale": scale.detach(),
+    }
+    return {"actor": actor_loss, "critic": critic_loss}, metrics

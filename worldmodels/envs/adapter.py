@@ -1,0 +1,110 @@
+"""A gymnasium env seen the way the model sees it: dict observations and model-space actions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from PIL import Image
+
+from ..errors import UnsupportedSpaceError
+from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
+from .spaces import SUPPORTED_OBS, action_spec, flatten_obs, is_image_space, to_env_action, vector_size
+
+
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, C)`` uint8 -> ``(size, size, C)`` uint8 (antialiased when shrinking)."""
+    if frame.shape[:2] == (size, size):
+        return frame
+    channels = frame.shape[-1]
+    img = Image.fromarray(frame[..., 0] if channels == 1 else frame)
+    out = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
+    return out[..., None] if channels == 1 else out
+
+
+class ModelEnv(gym.Wrapper):
+    """Observations ``{"image": uint8 (S, S, C), "vector": float32 (D,)}``; actions in model space.
+
+    ``obs_mode``: ``state`` (the env's observation; an image-like Box becomes ``image``),
+    ``pixels`` (``rgb_array`` renders only) or ``both`` (renders plus the state vector).
+    Actions are one-hots for ``Discrete`` and values in [-1, 1] scaled to a ``Box``'s bounds.
+    ``action_repeat`` repeats each action, summing rewards.
+    """
+
+    def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1):
+        super().__init__(env)
+        self.obs_mode, self.image_size, self.repeat = obs_mode, image_size, action_repeat
+        inner = env.observation_space
+        self._image_key: str | int | None = None
+        self._vector_space: spaces.Space | None = None
+        if obs_mode in ("pixels", "both"):
+            modes = env.metadata.get("render_modes", [])
+            if env.render_mode != "rgb_array":
+                raise UnsupportedSpaceError(
+                    f"--obs {obs_mode} needs an env that renders rgb_array frames; {env.spec.id if env.spec else env} "
+                    f"has render modes {modes}. Use --obs state, or an env that supports rgb_array."
+                )
+        if obs_mode in ("state", "both"):
+            self._split_state(inner, take_image=obs_mode == "state")
+        image = obs_mode in ("pixels", "both") or self._image_key is not None
+        channels = 3
+        if self._image_key is not None:
+            img_space = inner if self._image_key == "" else inner[self._image_key]
+            channels = img_space.shape[-1]
+        vec = vector_size(self._vector_space) if self._vector_space is not None else None
+        self.obs_spec = ObsSpec(image=(image_size, image_size, channels) if image else None, vector=vec)
+        self.action_spec: ActionSpec = action_spec(env.action_space)
+        obs_spaces = {}
+        if self.obs_spec.image is not None:
+            obs_spaces[IMAGE] = spaces.Box(0, 255, self.obs_spec.image, np.uint8)
+        if vec is not None:
+            obs_spaces[VECTOR] = spaces.Box(-np.inf, np.inf, (vec,), np.float32)
+        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
+
+    def _split_state(self, space: spaces.Space, take_image: bool) -> None:
+        if take_image and is_image_space(space):
+            self._image_key = ""
+            return
+        if isinstance(space, spaces.Dict) and take_image:
+            images = [k for k, s in space.spaces.items() if is_image_space(s)]
+            if len(images) > 1:
+                raise UnsupportedSpaceError(
+                    f"observation has several images {images}; the model takes one. Supported: {SUPPORTED_OBS}"
+                )
+            if images:
+                self._image_key = images[0]
+                rest = {k: s for k, s in space.spaces.items() if k != images[0]}
+                self._vector_space = spaces.Dict(rest) if rest else None
+                if self._vector_space is not None:
+                    vector_size(self._vector_space)
+                return
+        vector_size(space)  # raises for unsupported spaces
+        self._vector_space = space
+
+    def _observe(self, raw) -> dict[str, np.ndarray]:
+        obs: dict[str, np.ndarray] = {}
+        if self.obs_mode in ("pixels", "both"):
+            obs[IMAGE] = resize(np.asarray(self.env.render(), dtype=np.uint8), self.image_size)
+        elif self._image_key is not None:
+            img = raw if self._image_key == "" else raw[self._image_key]
+            obs[IMAGE] = resize(np.asarray(img, dtype=np.uint8), self.image_size)
+        if self._vector_space is not None:
+            if isinstance(self._vector_space, spaces.Dict) and self._image_key not in (None, ""):
+                raw = {k: raw[k] for k in self._vector_space.spaces}
+            obs[VECTOR] = flatten_obs(self._vector_space, raw)
+        return obs
+
+    def reset(self, **kwargs):
+        raw, info = self.env.reset(**kwargs)
+        return self._observe(raw), info
+
+    def step(self, action):
+        env_action = to_env_action(self.env.action_space, action)
+        total = 0.0
+        for _ in range(self.repeat):
+            raw, reward, terminated, truncated, info = self.env.step(env_action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return self._observe(raw), total, terminated, truncated, info

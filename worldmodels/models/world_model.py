@@ -1,0 +1,183 @@
+"""The world model: encoders, RSSM, decoders, reward and continue heads, behind four verbs.
+
+``observe`` filters real sequences into latent states, ``imagine`` rolls forward without the
+environment, ``predict`` decodes features, and ``loss`` returns unreduced ``[B, T]`` terms.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.dists import (
+    TwoHotSymlog,
+    bernoulli_log_prob,
+    categorical_kl,
+    symexp,
+    symlog,
+    symlog_bins,
+)
+from ..nn.layers import MLP, ConvDecoder, ConvEncoder, SparseFeat
+from ..specs import IMAGE, VECTOR, ObsSpec
+from .rssm import RSSM, LatentState, Policy
+
+
+class WorldModel(nn.Module):
+    def __init__(
+        self,
+        obs_spec: ObsSpec,
+        action_dim: int,
+        *,
+        deter: int,
+        stoch: int,
+        classes: int,
+        units: int,
+        layers: int,
+        cnn_depth: int,
+        image_size: int,
+        unimix: float,
+        free_nats: float,
+        kl_dyn: float,
+        kl_rep: float,
+        bins: int,
+    ):
+        super().__init__()
+        if not obs_spec.keys():
+            raise ValueError("ObsSpec needs an image, a vector or both")
+        self.obs_spec, self.action_dim = obs_spec, action_dim
+        self.free_nats, self.kl_dyn, self.kl_rep = free_nats, kl_dyn, kl_rep
+        embed = 0
+        if obs_spec.image is not None:
+            h, w, c = obs_spec.image
+            if (h, w) != (image_size, image_size):
+                raise ValueError(f"images must be resized to {image_size}x{image_size} first, got {h}x{w}")
+            self.image_enc = ConvEncoder(c, depth=cnn_depth, image_size=image_size)
+            embed += self.image_enc.out_dim
+        if obs_spec.vector is not None:
+            self.vector_enc = MLP(obs_spec.vector, None, units=units, layers=max(layers, 1))
+            embed += self.vector_enc.out_dim
+        self.rssm = RSSM(
+            embed_dim=embed,
+            action_dim=action_dim,
+            deter=deter,
+            stoch=stoch,
+            classes=classes,
+            units=units,
+            unimix=unimix,
+        )
+        feat, onehot = self.rssm.feat_dim, self.rssm.onehot
+        if obs_spec.image is not None:
+            self.image_dec = ConvDecoder(feat, obs_spec.image[2], depth=cnn_depth, image_size=image_size)
+        if obs_spec.vector is not None:
+            self.vector_dec = MLP(feat, obs_spec.vector, units=units, layers=layers, onehot=onehot)
+        self.reward_head = MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot)
+        self.cont_head = MLP(feat, 1, units=units, layers=layers, onehot=onehot)
+        self.register_buffer("bins", symlog_bins(bins), persistent=False)
+
+    @property
+    def loss_scales(self) -> dict[str, float]:
+        """Scale of each term :meth:`loss` returns (prediction terms 1, KL balancing dyn/rep)."""
+        scales = {k: 1.0 for k in self.obs_spec.keys()}
+        return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep}
+
+    # ----------------------------------------------------------------- verbs
+    def initial(self, batch: int) -> LatentState:
+        return self.rssm.initial(batch)
+
+    def encode(self, obs: dict[str, Tensor]) -> Tensor:
+        """``obs`` with leading dims ``(B, T)`` -> embeddings ``(B, T, E)``."""
+        parts = []
+        if self.obs_spec.image is not None:
+            img = obs[IMAGE]
+            lead = img.shape[:-3]
+            parts.append(self.image_enc(img.reshape(-1, *img.shape[-3:])).reshape(*lead, -1))
+        if self.obs_spec.vector is not None:
+            parts.append(self.vector_enc(symlog(obs[VECTOR].float())))
+        return torch.cat(parts, -1)
+
+    def observe(
+        self,
+        state: LatentState | None,
+        obs: dict[str, Tensor],
+        prev_action: Tensor,
+        is_first: Tensor,
+        sample: bool = True,
+    ) -> LatentState:
+        """Filter real observations ``(B, T, ...)`` into posterior states ``(B, T, ...)``.
+
+        ``prev_action[:, t]`` is the action taken after ``obs[:, t-1]`` (zeros where ``is_first``).
+        """
+        self._check_obs(obs, is_first.shape)
+        posts, _ = self.rssm.observe(self.encode(obs), prev_action, is_first, state, sample)
+        return posts
+
+    def imagine(
+        self, state: LatentState, policy_or_actions: Policy | Tensor, horizon: int | None = None, sample: bool = True
+    ) -> tuple[LatentState, Tensor]:
+        """Roll forward from ``state (B,)``; see :meth:`RSSM.imagine`."""
+        return self.rssm.imagine(state, policy_or_actions, horizon, sample)
+
+    def predict(self, feat: Tensor | SparseFeat, decode_obs: bool = True) -> dict[str, Tensor]:
+        """Decode features ``(..., F)``: reward, continue probability and (with ``decode_obs``)
+        images in [0, 1] ``(..., H, W, C)`` and vectors ``(..., D)``."""
+        out: dict[str, Tensor] = {}
+        if isinstance(feat, SparseFeat):
+            lead = feat.lead
+            if decode_obs:
+                feat = feat.to_dense(self.rssm.classes)
+        else:
+            lead = feat.shape[:-1]
+        if decode_obs and self.obs_spec.image is not None:
+            img = self.image_dec(feat.reshape(-1, feat.shape[-1]))
+            out[IMAGE] = (img + 0.5).clamp(0, 1).reshape(*lead, *img.shape[1:])
+        if decode_obs and self.obs_spec.vector is not None:
+            out[VECTOR] = symexp(self.vector_dec(feat))
+        out["reward"] = TwoHotSymlog(self.reward_head(feat), self.bins).mean()
+        out["cont"] = torch.sigmoid(self.cont_head(feat).squeeze(-1))
+        return out
+
+    def loss(
+        self, batch: dict[str, Tensor], state: LatentState | None = None
+    ) -> tuple[dict[str, Tensor], LatentState, dict[str, Tensor]]:
+        """Unreduced ``(B, T)`` loss terms keyed by name, the posteriors, and diagnostics.
+
+        ``batch`` follows DESIGN.md's time alignment: ``action[:, t]`` is taken after ``obs[:, t]``,
+        so the model is fed ``prev_action = action[:, t-1]`` (zeros at t=0 and where ``is_first``).
+        """
+        action = batch["action"]
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        obs = {k: batch[k] for k in self.obs_spec.keys()}
+        self._check_obs(obs, batch["is_first"].shape)
+        posts, prior_logits = self.rssm.observe(self.encode(obs), prev_action, batch["is_first"], state)
+        feat = posts.feat()  # (B, T, F)
+        losses: dict[str, Tensor] = {}
+        if self.obs_spec.image is not None:
+            B, T = feat.shape[:2]
+            pred = self.image_dec(feat.reshape(B * T, -1)).reshape(B, T, *self.obs_spec.image)
+            target = batch[IMAGE].float() / 255.0 - 0.5
+            losses[IMAGE] = ((pred - target) ** 2).sum((-3, -2, -1))
+        if self.obs_spec.vector is not None:
+            pred = self.vector_dec(feat)
+            losses[VECTOR] = ((pred - symlog(batch[VECTOR].float())) ** 2).sum(-1)
+        losses["reward"] = -TwoHotSymlog(self.reward_head(feat), self.bins).log_prob(batch["reward"])
+        cont_target = 1.0 - batch["is_terminal"].float()
+        losses["cont"] = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
+        # KL balancing with free bits (DreamerV3 eq. 5): clip each term below free_nats per step.
+        dyn = categorical_kl(posts.logits.detach(), prior_logits)
+        rep = categorical_kl(posts.logits, prior_logits.detach())
+        losses["dyn"] = dyn.clamp(min=self.free_nats)
+        losses["rep"] = rep.clamp(min=self.free_nats)
+        metrics = {"kl": dyn.mean().detach()}
+        return losses, posts, metrics
+
+    # ----------------------------------------------------------------- checks
+    def _check_obs(self, obs: dict[str, Tensor], lead: torch.Size) -> None:
+        spec = self.obs_spec
+        if spec.image is not None:
+            if IMAGE not in obs or tuple(obs[IMAGE].shape) != (*lead, *spec.image):
+                got = tuple(obs[IMAGE].shape) if IMAGE in obs else "nothing"
+                raise ValueError(f"expected obs['image'] of shape {(*lead, *spec.image)}, got {got}")
+        if spec.vector is not None:
+            if VECTOR not in obs or tuple(obs[VECTOR].shape) != (*lead, spec.vector):
+                got = tuple(obs[VECTOR].shape) if VECTOR in obs else "nothing"
+                raise ValueError(f"expected obs['vector'] of shape {(*lead, spec.vector)}, got {got}")

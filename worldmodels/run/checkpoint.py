@@ -1,0 +1,69 @@
+"""Atomic checkpoints that load without executing code (``torch.load(weights_only=True)``).
+
+A checkpoint holds the agent's parameters and buffers, its optimisers, the run counters, every
+RNG state and the resolved config. It is written to a temp file, fsynced and renamed over the
+old one; the previous checkpoint is kept beside it as ``checkpoint.prev.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+NAME, PREV = "checkpoint.pt", "checkpoint.prev.pt"
+
+
+def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np_rng.bit_generator.state,
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+    }
+
+
+def set_rng_state(state: dict[str, Any], np_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np_rng.bit_generator.state = state["numpy"]
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+
+
+def save(run_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically as ``run_dir/checkpoint.pt``; keep the previous one."""
+    path, tmp = run_dir / NAME, run_dir / (NAME + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, run_dir / PREV)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint file, or raise :class:`CheckpointError` saying what to do."""
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train first (`wm train --logdir {path.parent}`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        prev = path.parent / PREV
+        hint = (
+            f" The previous checkpoint {prev} exists: `mv {prev} {path}` to go back to it."
+            if prev.exists() and prev != path
+            else " Delete it to start the run over (its replay is kept and reloaded)."
+        )
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}).{hint}"
+        ) from err

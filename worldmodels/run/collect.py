@@ -1,0 +1,117 @@
+"""Stepping environments and recording steps in DESIGN.md's time alignment.
+
+A recorded step ``t`` holds ``obs_t``, ``reward_t`` (received on arriving at ``obs_t``),
+``is_first_t``, ``is_terminal_t``, ``is_last_t`` and ``action_t`` (taken after seeing ``obs_t``;
+zeros on a last step, where no action is taken).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..agents.dreamer import Dreamer, PolicyCarry
+from ..envs.adapter import ModelEnv
+
+ActFn = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+class Collector:
+    """Steps a gymnasium vector env (next-step autoreset) and yields aligned records."""
+
+    def __init__(self, env, seed: int):
+        self.env = env
+        n = env.num_envs
+        self.obs, _ = env.reset(seed=seed)
+        self.reward = np.zeros(n, np.float32)
+        self.is_first = np.ones(n, bool)
+        self.is_terminal = np.zeros(n, bool)
+        self.is_last = np.zeros(n, bool)
+        self.returns = np.zeros(n, np.float64)
+        self.lengths = np.zeros(n, np.int64)
+
+    def step(self, act: ActFn) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
+        """Record the current step of every env with the action ``act`` picks, then advance."""
+        action = np.asarray(act(self.obs, self.is_first), np.float32)
+        action = np.where(self.is_last[:, None], 0.0, action).astype(np.float32)
+        record = {
+            **{k: np.asarray(v) for k, v in self.obs.items()},
+            "action": action,
+            "reward": self.reward,
+            "is_first": self.is_first,
+            "is_terminal": self.is_terminal,
+            "is_last": self.is_last,
+        }
+        self.returns = np.where(self.is_first, 0.0, self.returns) + self.reward
+        self.lengths = np.where(self.is_first, 0, self.lengths) + 1
+        finished = [(float(self.returns[i]), int(self.lengths[i]) - 1) for i in np.flatnonzero(self.is_last)]
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        # After a last step the env resets (the action is ignored): the next step is a first one.
+        self.is_first = self.is_last.copy()
+        self.obs = obs
+        self.reward = np.asarray(reward, np.float32)
+        self.is_terminal = np.asarray(terminated, bool)
+        self.is_last = np.asarray(terminated, bool) | np.asarray(truncated, bool)
+        return record, finished
+
+
+class AgentPolicy:
+    """The agent as an ``ActFn``: numpy in, numpy out, carrying its latent state."""
+
+    def __init__(self, agent: Dreamer, mode: bool = False):
+        self.agent, self.mode = agent, mode
+        self.carry: PolicyCarry | None = None
+
+    def __call__(self, obs: dict[str, np.ndarray], is_first: np.ndarray) -> np.ndarray:
+        obs_t = {k: torch.as_tensor(np.asarray(v)) for k, v in obs.items()}
+        action, self.carry = self.agent.act(obs_t, torch.as_tensor(is_first), self.carry, self.mode)
+        return action.numpy()
+
+
+def random_policy(action_spec, rng: np.random.Generator) -> ActFn:
+    def act(obs, is_first):
+        n = len(is_first)
+        if action_spec.discrete:
+            return np.eye(action_spec.dim, dtype=np.float32)[rng.integers(0, action_spec.dim, n)]
+        return rng.uniform(-1, 1, (n, action_spec.dim)).astype(np.float32)
+
+    return act
+
+
+@dataclass
+class Episode:
+    """One episode recorded step by step (aligned as above), with optional rendered frames."""
+
+    steps: dict[str, np.ndarray]
+    ret: float
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps["reward"])
+
+
+def run_episode(env: ModelEnv, agent: Dreamer, *, seed: int, mode: bool = True, render: bool = False) -> Episode:
+    """Play one episode with the agent in a single env; record every step."""
+    policy = AgentPolicy(agent, mode=mode)
+    obs, _ = env.reset(seed=seed)
+    rows: list[dict[str, np.ndarray]] = []
+    frames = [env.render()] if render else []
+    reward, is_first, done, terminated, total = 0.0, True, False, False, 0.0
+    while True:
+        batch = {k: v[None] for k, v in obs.items()}
+        action = np.zeros(agent.action_spec.dim, np.float32) if done else policy(batch, np.array([is_first]))[0]
+        rows.append(
+            {**obs, "action": action, "reward": np.float32(reward), "is_first": is_first, "is_terminal": terminated}
+        )
+        if done:
+            break
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        is_first, done = False, bool(terminated or truncated)
+        if render:
+            frames.append(env.render())
+    steps = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
+    return Episode(steps, total, frames)

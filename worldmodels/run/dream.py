@@ -1,0 +1,115 @@
+"""``wm dream``: open-loop prediction on held-out episodes.
+
+The model observes ``context`` real steps, then imagines ``horizon`` steps under the actions
+that were really taken. Pixels: real | model | |error| video (MP4 and GIF) and MSE / PSNR per
+horizon step next to a repeat-the-last-context-frame baseline. State: predicted vs real
+trajectories per dimension as a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..specs import IMAGE, VECTOR
+from . import plots
+from .collect import Episode, run_episode
+from .runs import LoadedRun
+from .video import upscale, write_gif, write_video
+
+
+@torch.no_grad()
+def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[str, np.ndarray]:
+    """Observe ``context`` steps of ``ep``, imagine up to ``horizon`` more under its actions.
+
+    Returns model outputs for steps ``0 .. context+H-1`` (reconstructions, then predictions),
+    where ``H = min(horizon, len(ep) - context)``.
+    """
+    wm = run.world_model
+    H = min(horizon, len(ep) - context)
+    steps = {k: torch.as_tensor(v).unsqueeze(0) for k, v in ep.steps.items()}  # (1, T, ...)
+    obs = {k: steps[k][:, :context] for k in wm.obs_spec.keys()}
+    action = steps["action"].float()
+    prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    posts = wm.observe(None, obs, prev_action[:, :context], steps["is_first"][:, :context])
+    start = posts.map(lambda x: x[:, -1])
+    # action[t] is taken after obs[t]: the first imagined step follows action[context-1].
+    states, _ = wm.imagine(start, action[:, context - 1 : context - 1 + H])
+    feat = torch.cat([posts.feat(), states.feat()], 1)
+    pred = wm.predict(feat)
+    return {k: v[0].numpy() for k, v in pred.items() if k in (IMAGE, VECTOR)}
+
+
+def _psnr(mse: np.ndarray, peak: float) -> np.ndarray:
+    return 10 * np.log10(peak**2 / np.maximum(mse, 1e-10))
+
+
+def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int = 4, seed: int = 0) -> dict:
+    """Write ``RUN/dream/`` (metrics.json, plots, video) and return the metrics."""
+    if context < 1 or horizon < 1:
+        raise ValueError(f"--context and --horizon must be >= 1, got {context} and {horizon}")
+    out_dir = run.run_dir / "dream"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = run.make_env()
+    try:
+        # Held out: fresh episodes from seeds the training run never used.
+        eps = [run_episode(env, run.agent, seed=900_000 + seed * 1000 + i, mode=False) for i in range(episodes)]
+    finally:
+        env.close()
+    usable = [e for e in eps if len(e) > context]
+    if not usable:
+        raise ValueError(f"held-out episodes had {[len(e) for e in eps]} steps; need more than --context {context}")
+    key = IMAGE if run.world_model.obs_spec.image is not None else VECTOR
+    errs: list[list[float]] = [[] for _ in range(horizon)]
+    base_errs: list[list[float]] = [[] for _ in range(horizon)]
+    first: tuple[Episode, dict] | None = None
+    for ep in usable:
+        pred = open_loop(run, ep, context, horizon)
+        real = ep.steps[key].astype(np.float32)
+        if key == IMAGE:
+            real = real / 255.0
+        H = len(pred[key]) - context
+        for k in range(H):
+            t = context + k
+            errs[k].append(float(np.mean((pred[key][t] - real[t]) ** 2)))
+            base_errs[k].append(float(np.mean((real[context - 1] - real[t]) ** 2)))
+        first = first or (ep, pred)
+    n = sum(1 for e in errs if e)
+    mse = np.array([np.mean(e) for e in errs[:n]])
+    base = np.array([np.mean(e) for e in base_errs[:n]])
+    # PSNR peak: 1 for images in [0, 1]; the range of the real values for state vectors.
+    peak = 1.0 if key == IMAGE else float(np.ptp(np.concatenate([e.steps[key] for e in usable])) or 1.0)
+    metrics = {
+        "mse": mse.tolist(),
+        "psnr": _psnr(mse, peak).tolist(),
+        "baseline_mse": base.tolist(),
+        "baseline_psnr": _psnr(base, peak).tolist(),
+        "episodes_per_step": [len(e) for e in errs[:n]],
+        "context": context,
+        "horizon": horizon,
+        "observation": key,
+        "env_steps": int(run.counters.get("env_steps", 0)),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    title = f"{run.config.env} ({key}), context {context}"
+    metrics["files"] = [str(plots.horizon_metrics(metrics, out_dir / "metrics.png", title))]
+    ep, pred = first
+    if key == IMAGE:
+        metrics["files"] += _write_videos(ep.steps[IMAGE][: len(pred[IMAGE])], pred[IMAGE], out_dir)
+    else:
+        T = len(pred[VECTOR])
+        path = plots.trajectories(ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "trajectories.png", title)
+        metrics["files"].append(str(path))
+    return metrics
+
+
+def _write_videos(real: np.ndarray, pred: np.ndarray, out_dir: Path) -> list[str]:
+    """Frames of real | model | |error| side by side, enlarged 4x."""
+    pred_u8 = (pred * 255).round().astype(np.uint8)
+    error = np.abs(real.astype(np.int16) - pred_u8.astype(np.int16)).astype(np.uint8)
+    sep = np.full((real.shape[1], 2, real.shape[3]), 255, np.uint8)
+    frames = [upscale(np.concatenate([r, sep, p, sep, e], 1), 4) for r, p, e in zip(real, pred_u8, error)]
+    return [str(write_video(out_dir / "dream.mp4", frames)), str(write_gif(out_dir / "dream.gif", frames))]

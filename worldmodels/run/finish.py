@@ -1,0 +1,24 @@
+"""What a finished training run leaves for a person to look at: a learning curve and a dream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import plots
+from .dream import dream
+from .logger import read_metrics
+from .runs import load_run, read_config
+
+
+def finish(run_dir: Path) -> list[str]:
+    """Write ``RUN/curve.png`` and ``RUN/dream/``; return the paths written."""
+    cfg = read_config(run_dir)
+    curve = plots.learning_curve(
+        read_metrics(run_dir), run_dir / "curve.png", f"{cfg.env} ({cfg.obs}, size {cfg.size})"
+    )
+    written = [str(curve)]
+    try:
+        written += dream(load_run(run_dir), context=5, horizon=45, episodes=2)["files"]
+    except ValueError as err:  # e.g. held-out episodes too short to dream on
+        written.append(f"(no dream: {err})")
+    return written

@@ -1,0 +1,95 @@
+"""Metrics to ``RUN/metrics.jsonl`` and TensorBoard, and a live progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class MetricsLogger:
+    """Averages scalars between writes; each write is one JSON line and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = run_dir / "metrics.jsonl"
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # tensorboard is optional at run time
+                self.writer = None
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+
+    def write(self, step: int, extra: dict[str, float] | None = None) -> dict[str, float]:
+        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        row.update(extra or {})
+        row = {"env_steps": step, "time": time.time(), **row}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("env_steps", "time"):
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+        self.sums.clear()
+        self.counts.clear()
+        return row
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    return rows
+
+
+class ProgressBar:
+    """env steps, env steps/s, train steps/s, last return and ETA; silent when ``enabled`` is False."""
+
+    def __init__(self, total: int, start: int, enabled: bool = True):
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed:>8.0f}/{task.total:.0f} env steps"),
+            TextColumn("{task.fields[env_fps]:>6.0f} env/s"),
+            TextColumn("{task.fields[train_fps]:>5.1f} train/s"),
+            TextColumn("return {task.fields[ret]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            refresh_per_second=2,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("train", total=total, completed=start, env_fps=0, train_fps=0, ret="-")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, env_steps: int, env_fps: float, train_fps: float, last_return: float | None) -> None:
+        ret = "-" if last_return is None else f"{last_return:.1f}"
+        self.progress.update(self.task, completed=env_steps, env_fps=env_fps, train_fps=train_fps, ret=ret)

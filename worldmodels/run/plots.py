@@ -1,0 +1,78 @@
+"""PNG plots: learning curves, dream metrics, predicted vs real state trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curve(rows: list[dict], path: Path, title: str) -> Path:
+    """Episode returns (training) and evaluation returns against env steps."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = [(r["env_steps"], r["episode/return"]) for r in rows if "episode/return" in r]
+    evals = [(r["env_steps"], r["eval/return"]) for r in rows if "eval/return" in r]
+    if train:
+        x, y = zip(*train)
+        ax.plot(x, y, color="tab:blue", alpha=0.6, label="training episodes")
+    if evals:
+        x, y = zip(*evals)
+        ax.plot(x, y, "o-", color="tab:orange", label="evaluation (mean)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if train or evals:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def horizon_metrics(metrics: dict[str, list[float]], path: Path, title: str) -> Path:
+    """MSE and PSNR of imagined frames per horizon step."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = np.arange(1, len(metrics["mse"]) + 1)
+    for ax, key in zip(axes, ("mse", "psnr")):
+        ax.plot(steps, metrics[key], label="model")
+        if f"baseline_{key}" in metrics:
+            ax.plot(steps, metrics[f"baseline_{key}"], "--", label="repeat last context frame")
+            ax.legend()
+        ax.set_xlabel("steps into the future")
+        ax.set_ylabel(key.upper())
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def trajectories(real: np.ndarray, pred: np.ndarray, context: int, path: Path, title: str) -> Path:
+    """Real vs predicted ``(T, D)`` state trajectories, one panel per dimension."""
+    dims = real.shape[1]
+    cols = min(dims, 4)
+    rows = (dims + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    t = np.arange(len(real))
+    for d in range(rows * cols):
+        ax = axes[d // cols][d % cols]
+        if d >= dims:
+            ax.axis("off")
+            continue
+        ax.plot(t, real[:, d], color="black", label="real")
+        ax.plot(t, pred[:, d], color="tab:red", label="model")
+        ax.axvline(context - 0.5, color="gray", ls=":")
+        ax.set_title(f"dim {d}", fontsize=9)
+        if d == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{title} (left of the dotted line: observed; right: imagined)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
