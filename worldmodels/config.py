@@ -49,7 +49,7 @@ class AgentConfig:
     slow_critic_fraction: float = _f(0.02, "EMA fraction of the slow critic per update")
     slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic")
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range")
-    imag_bf16: bool = _f(False, "run imagination rollouts under bfloat16 autocast")
+    imag_bf16: bool = _f(True, "imagination and actor-critic updates under bfloat16 autocast")
 
 
 @dataclass
@@ -112,7 +112,7 @@ OBS_MODES = ("state", "pixels", "both")
 def apply_size(model: ModelConfig, size: str) -> ModelConfig:
     """Return ``model`` with the named preset's dimensions."""
     if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     return dataclasses.replace(model, **SIZES[size])
 
 

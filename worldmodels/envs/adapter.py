@@ -39,7 +39,7 @@ class ModelEnv(gym.Wrapper):
         self._vector_space: spaces.Space | None = None
         if obs_mode in ("pixels", "both"):
             modes = env.metadata.get("render_modes", [])
-            if env.render_mode != "rgb_array":
+            if getattr(env, "render_mode", None) != "rgb_array":
                 raise UnsupportedSpaceError(
                     f"--obs {obs_mode} needs an env that renders rgb_array frames; {env.spec.id if env.spec else env} "
                     f"has render modes {modes}. Use --obs state, or an env that supports rgb_array."

@@ -21,6 +21,15 @@ def _closest(env_id: str) -> list[str]:
     return close
 
 
+def _renders_rgb(env_id: str) -> bool:
+    """Whether the registered env declares ``rgb_array`` rendering (asked for only then)."""
+    spec = gym.spec(env_id)  # raises gym.error.Error for unknown ids
+    if not isinstance(spec.entry_point, str):
+        return "rgb_array" in getattr(spec.entry_point, "metadata", {}).get("render_modes", [])
+    creator = gym.envs.registration.load_env_creator(spec.entry_point)
+    return "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
+
+
 def make_env(
     env_id: str,
     *,
@@ -31,7 +40,6 @@ def make_env(
     render_size: int | None = None,
 ) -> ModelEnv:
     """One environment adapted for the model (see :class:`ModelEnv`)."""
-    render = obs_mode in ("pixels", "both")
     if env_id.startswith("dmc:"):
         from .dmc import DMCEnv
 
@@ -43,7 +51,8 @@ def make_env(
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control renders without a screen
         kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
         try:
-            env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+            can_render = _renders_rgb(env_id)
+            env = gym.make(env_id, **({"render_mode": "rgb_array"} if can_render else {}), **kwargs)
         except gym.error.Error as err:
             if env_id in gym.registry:
                 raise UnknownEnvError(f"could not make {env_id!r}: {err}") from err
@@ -52,11 +61,6 @@ def make_env(
             raise UnknownEnvError(
                 f"unknown environment id {env_id!r}.{hint} dm_control tasks are spelled dmc:walker-walk."
             ) from err
-        except TypeError:
-            # Envs that take no render_mode can still be used from state.
-            if render:
-                raise
-            env = gym.make(env_id, **kwargs)
     return ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
 
 

@@ -66,7 +66,7 @@ class AgentPolicy:
         self.carry: PolicyCarry | None = None
 
     def __call__(self, obs: dict[str, np.ndarray], is_first: np.ndarray) -> np.ndarray:
-        obs_t = {k: torch.as_tensor(np.asarray(v)) for k, v in obs.items()}
+        obs_t = {k: torch.as_tensor(np.array(v)) for k, v in obs.items()}
         action, self.carry = self.agent.act(obs_t, torch.as_tensor(is_first), self.carry, self.mode)
         return action.numpy()
 

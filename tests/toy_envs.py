@@ -1,0 +1,85 @@
+"""Tiny environments made for the tests; registered under ``wmtest/`` by conftest."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class CueEnv(gym.Env):
+    """Each step shows a random cue (one-hot of 2); the action matching the cue earns +1.
+
+    Episodes last 10 steps. A policy that ignores the cue earns 5 per episode on average
+    (binomial(10, 1/2), std 1.6); only a policy that reads the cue can average 9 or more.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None, length: int = 10):
+        self.observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.render_mode, self.length = render_mode, length
+
+    def _obs(self):
+        return np.eye(2, dtype=np.float32)[self.cue]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.cue = 0, int(self.np_random.integers(2))
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.cue)
+        self.t += 1
+        self.cue = int(self.np_random.integers(2))
+        return self._obs(), reward, False, self.t >= self.length, {}
+
+    def render(self):
+        frame = np.zeros((32, 32, 3), np.uint8)
+        frame[:, :16, 0] = 255 * (self.cue == 0)
+        frame[:, 16:, 1] = 255 * (self.cue == 1)
+        return frame
+
+
+class CounterEnv(gym.Env):
+    """obs_t = [t]; arriving at obs_t pays reward t; terminates on reaching t = 4."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, render_mode: str | None = None):
+        self.observation_space = spaces.Box(0.0, 10.0, (1,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), float(self.t), self.t >= 4, False, {}
+
+
+class NaNRewardEnv(CueEnv):
+    """Like CueEnv, but every reward is NaN."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+class TextObsEnv(CueEnv):
+    """An observation space no encoder takes."""
+
+    def __init__(self, render_mode: str | None = None):
+        super().__init__(render_mode)
+        self.observation_space = spaces.Text(8)
+
+
+def register() -> None:
+    for name, cls in [("Cue", CueEnv), ("Counter", CounterEnv), ("NaNReward", NaNRewardEnv), ("TextObs", TextObsEnv)]:
+        env_id = f"wmtest/{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=f"tests.toy_envs:{cls.__name__}")
