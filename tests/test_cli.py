@@ -117,3 +117,20 @@ def test_kill_9_then_resume(tmp_path):
 def test_bad_choices(tmp_path, capsys, flag):
     assert main(["train", flag, "nonsense", "--logdir", str(tmp_path / "x"), *TINY]) == 2
     assert "must be one of" in capsys.readouterr().err
+
+
+def test_envs_in_worker_processes(tmp_path):
+    code, run = train(tmp_path, "--env", "CartPole-v1", "--envs", "2", "--no-finish", steps=300)
+    assert code == 0
+    streams = {p.stem.split("-s")[-1] for p in (run / "replay").glob("chunk-*.npz")}
+    assert streams == {"0", "1"}
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    def losses(name):
+        code, run = train(tmp_path, "--env", "wmtest/Cue-v0", "--deterministic", "--no-finish", steps=250, name=name)
+        assert code == 0
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k.startswith(("loss/", "episode/"))} for r in rows]
+
+    assert losses("a") == losses("b")

@@ -8,7 +8,8 @@ from worldmodels.specs import ActionSpec, ObsSpec
 B, T, A = 3, 6, 2
 
 
-def make(obs_spec=ObsSpec(vector=3)):
+def make(obs_spec: ObsSpec | None = None):
+    obs_spec = obs_spec or ObsSpec(vector=3)
     return make_dreamer(obs_spec, ActionSpec(A, True), ModelConfig(**TINY_MODEL), AgentConfig(horizon=4))
 
 

@@ -1,0 +1,40 @@
+"""worldmodels: learned world models (RSSM / Dreamer) that train fast on CPU.
+
+The public API, imported lazily so ``import worldmodels`` stays cheap::
+
+    run = worldmodels.load_run("runs/cartpole")    # config, agent, world model, counters
+    run.world_model.observe / imagine / predict / loss
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "worldmodels.config",
+    "ModelConfig": "worldmodels.config",
+    "AgentConfig": "worldmodels.config",
+    "ObsSpec": "worldmodels.specs",
+    "ActionSpec": "worldmodels.specs",
+    "WorldModel": "worldmodels.models.world_model",
+    "LatentState": "worldmodels.models.rssm",
+    "Dreamer": "worldmodels.agents.dreamer",
+    "make_dreamer": "worldmodels.agents.dreamer",
+    "make_env": "worldmodels.envs.make",
+    "ReplayStore": "worldmodels.data.replay",
+    "Trainer": "worldmodels.run.train",
+    "load_run": "worldmodels.run.runs",
+    "run_episode": "worldmodels.run.collect",
+    "evaluate": "worldmodels.run.evaluate",
+    "dream": "worldmodels.run.dream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'worldmodels' has no attribute {name!r}")

@@ -33,7 +33,10 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "")
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
             )
         else:
-            parser.add_argument(_flag(name), dest=name, type=kind, default=argparse.SUPPRESS, help=help_text)
+            metavar = {int: "N", float: "X", str: "S"}[kind]
+            parser.add_argument(
+                _flag(name), dest=name, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=help_text
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,7 +121,9 @@ class Dreamer(nn.Module):
             feat, actions = wm.rssm.imagine_sparse(start, self.actor.act, self.horizon)  # (N, H+1, .)
             feat = SparseFeat(feat.dense.float(), feat.index)
             heads = wm.predict(feat.map(lambda x: x[:, 1:]), decode_obs=False)
-            value = self.critic(feat).mean()  # (N, H+1)
+            # Bootstrap and baseline from the slow critic, as DreamerV3 does (slowtar): steadier
+            # targets than the critic that is being fitted to them.
+            value = self.slow_critic(feat).mean()  # (N, H+1)
         reward, cont = heads["reward"].float(), heads["cont"].float()
         returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
         # Weight of step k: probability the episode is still going at s_k.

@@ -38,7 +38,7 @@ class Actor(nn.Module):
         super().__init__()
         self.discrete, self.action_dim, self.unimix = discrete, action_dim, unimix
         out = action_dim if discrete else 2 * action_dim
-        self.net = MLP(feat_dim, out, units=units, layers=layers, onehot=onehot)
+        self.net = MLP(feat_dim, out, units=units, layers=layers, onehot=onehot, out_scale=0.01)
 
     def _params(self, feat: Feat):
         out = self.net(feat)
@@ -104,7 +104,7 @@ def actor_critic_losses(
     feat: Feat,  # (N, H+1, F) imagined states s_0..s_H, no gradient
     action: Tensor,  # (N, H, A) action taken at s_0..s_{H-1}
     returns: Tensor,  # (N, H) lambda-returns R_0..R_{H-1}
-    value: Tensor,  # (N, H+1) critic values used for the returns
+    value: Tensor,  # (N, H+1) slow-critic values: the returns' bootstrap and the baseline
     weight: Tensor,  # (N, H) cumulative continue probability up to s_k
     scale: Tensor,  # () percentile return scale, >= 1
     entropy: float,

@@ -26,6 +26,13 @@ from ..errors import ReplayWriteError
 STEP_KEYS = ("action", "reward", "is_first", "is_terminal", "is_last")
 
 
+def step_bytes(obs_spec, action_spec) -> int:
+    """Bytes one stored step takes: uint8 image, float32 vector, action and reward, 3 flags."""
+    image = 0 if obs_spec.image is None else int(np.prod(obs_spec.image))
+    vector = 0 if obs_spec.vector is None else 4 * obs_spec.vector
+    return image + vector + 4 * action_spec.dim + 4 + 3
+
+
 class _Ring:
     """One stream's steps in preallocated arrays, oldest overwritten first."""
 

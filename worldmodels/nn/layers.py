@@ -102,6 +102,7 @@ class MLP(nn.Module):
         units: int,
         layers: int,
         zero_init: bool = False,
+        out_scale: float = 1.0,
         onehot: tuple[int, int] | None = None,
     ):
         super().__init__()
@@ -113,6 +114,11 @@ class MLP(nn.Module):
             # Reward and critic heads start predicting zero (DreamerV3), so early returns are tame.
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        elif self.head is not None and out_scale != 1.0:
+            # A small output layer starts the policy near uniform (DreamerV3's outscale 0.01).
+            with torch.no_grad():
+                self.head.weight.mul_(out_scale)
+                self.head.bias.zero_()
         self.out_dim = out if out is not None else width
 
     def forward(self, x: Tensor | SparseFeat) -> Tensor:

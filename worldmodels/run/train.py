@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data.replay import ReplayStore
+from ..data.replay import ReplayStore, step_bytes
 from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, ReplayWriteError
 from . import checkpoint
@@ -25,7 +25,9 @@ def seed_everything(seed: int, deterministic: bool) -> np.random.Generator:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True)
-    return np.random.default_rng(seed)
+    # A stream of its own: seeded like the env's generator it would replay the env's draws
+    # (random prefill actions would copy the env's random events).
+    return np.random.default_rng([seed, 7919])
 
 
 def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -71,11 +73,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def train(self) -> dict:
         cfg, c = self.cfg, self.counters
-        counts = parameter_counts(self.agent)
+        counts, m = parameter_counts(self.agent), cfg.model
         self.echo(
-            f"size {cfg.size}: world model {counts['world_model']:,} params, actor {counts['actor']:,}, "
-            f"critic {counts['critic']:,}; replay holds {len(self.store):,} steps "
-            f"({self.store.bytes_per_step() or '?'} bytes/step)"
+            f"model (size {cfg.size}): GRU {m.deter}, latent {m.stoch}x{m.classes}, MLP {m.units}x{m.layers}; "
+            f"parameters: world model {counts['world_model']:,}, actor {counts['actor']:,}, "
+            f"critic {counts['critic']:,}"
+        )
+        self.echo(
+            f"replay: {len(self.store):,} steps loaded, {step_bytes(self.obs_spec, self.action_spec):,} bytes/step, "
+            f"capacity {cfg.capacity:,} steps"
         )
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
         collector = Collector(env, seed=cfg.seed + c["episodes"])
