@@ -17,21 +17,21 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelConfig:
-    """World-model sizes and loss scales (DreamerV3 recipe)."""
+    """World-model sizes and loss scales (DreamerV3 recipe). Dimensions default to size XXS."""
 
-    deter: int = _f(512, "GRU (deterministic) state size")
-    stoch: int = _f(32, "number of categorical latent variables")
-    classes: int = _f(32, "classes per categorical latent")
-    units: int = _f(512, "hidden units of every MLP")
-    layers: int = _f(2, "hidden layers of every MLP")
-    cnn_depth: int = _f(32, "channels of the first conv layer (doubles per stage)")
+    deter: int = _f(128, "GRU (deterministic) state size")
+    stoch: int = _f(16, "number of categorical latent variables")
+    classes: int = _f(16, "classes per categorical latent")
+    units: int = _f(128, "hidden units of every MLP")
+    layers: int = _f(1, "hidden layers of every MLP")
+    cnn_depth: int = _f(16, "channels of the first conv layer (doubles per stage)")
     image_size: int = _f(64, "side of the square image the CNN sees")
     unimix: float = _f(0.01, "uniform mixture on categorical probabilities")
     free_nats: float = _f(1.0, "free bits: KL below this is not penalised")
     kl_dyn: float = _f(0.5, "scale of KL(sg(post) || prior)")
     kl_rep: float = _f(0.1, "scale of KL(post || sg(prior))")
     bins: int = _f(255, "two-hot bins of reward and critic heads")
-    lr: float = _f(1e-4, "world-model learning rate")
+    lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 1e-4)")
     grad_clip: float = _f(1000.0, "world-model gradient norm clip")
 
 
@@ -43,8 +43,8 @@ class AgentConfig:
     gamma: float = _f(0.997, "discount (1 - 1/333)")
     lam: float = _f(0.95, "lambda of lambda-returns")
     entropy: float = _f(3e-4, "actor entropy regulariser scale")
-    actor_lr: float = _f(3e-5, "actor learning rate")
-    critic_lr: float = _f(3e-5, "critic learning rate")
+    actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 3e-5)")
+    critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 3e-5)")
     grad_clip: float = _f(100.0, "actor and critic gradient norm clip")
     slow_critic_fraction: float = _f(0.02, "EMA fraction of the slow critic per update")
     slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic")
@@ -58,27 +58,33 @@ class Config:
 
     env: str = _f("CartPole-v1", "gymnasium id, or dmc:domain-task for dm_control")
     obs: str = _f("state", "observations the agent sees: state | pixels | both")
-    size: str = _f("XS", "model size preset: XXS | XS | S | M | L (sets model dims)")
-    steps: int = _f(20_000, "environment steps to train for")
+    size: str = _f("XXS", "model size preset: XXS | XS | S | M | L (sets model dims)")
+    steps: int = _f(10_000, "environment steps to train for")
     seed: int = _f(0, "random seed")
     logdir: str = _f("runs/default", "run folder: replay, checkpoints, metrics, videos")
     envs: int = _f(1, "parallel environments (more than 1 runs them in worker processes)")
     action_repeat: int = _f(1, "repeat each action this many env steps (rewards summed)")
     batch: int = _f(16, "sequences per training batch")
-    seq_len: int = _f(64, "length of each training sequence")
-    train_ratio: float = _f(512.0, "replayed steps per environment step")
+    seq_len: int = _f(32, "length of each training sequence (DreamerV3: 64)")
+    train_ratio: float = _f(256.0, "replayed steps per policy step (DreamerV3: 512)")
     prefill: int = _f(1000, "random-policy steps collected before training")
     capacity: int = _f(1_000_000, "replay capacity in steps (oldest evicted first)")
     chunk: int = _f(256, "steps per on-disk replay chunk")
-    eval_every: int = _f(5000, "environment steps between evaluations")
+    eval_every: int = _f(2500, "environment steps between evaluations")
     eval_episodes: int = _f(5, "episodes per evaluation")
-    log_every: int = _f(1000, "environment steps between metric lines")
+    log_every: int = _f(500, "environment steps between metric lines")
     checkpoint_every: int = _f(5000, "environment steps between checkpoints")
     deterministic: bool = _f(False, "deterministic torch kernels (slower)")
     threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)")
     max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)")
     model: ModelConfig = field(default_factory=ModelConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+
+    @classmethod
+    def sized(cls, size: str = "XXS", **overrides: Any) -> Config:
+        """A config with the named size preset's model dimensions, e.g. ``Config.sized("S", env=...)``."""
+        model = apply_size(overrides.pop("model", ModelConfig()), size)
+        return cls(size=size, model=model, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
