@@ -32,6 +32,7 @@ class ModelConfig:
     kl_rep: float = _f(0.1, "scale of KL(post || sg(prior))")
     bins: int = _f(255, "two-hot bins of reward and critic heads")
     lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 1e-4)")
+    bf16: bool = _f(False, "world-model update under bfloat16 autocast (1.7x on pixels; losses in fp32)")
     grad_clip: float = _f(1000.0, "world-model gradient norm clip")
 
 

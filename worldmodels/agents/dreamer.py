@@ -49,6 +49,7 @@ class Dreamer(nn.Module):
         slow_critic_reg: float,
         return_decay: float,
         imag_bf16: bool = False,
+        model_bf16: bool = False,
     ):
         super().__init__()
         self.world_model = world_model
@@ -63,7 +64,7 @@ class Dreamer(nn.Module):
         self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
         self.model_clip, self.ac_clip = model_clip, ac_clip
         self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
-        self.imag_bf16 = imag_bf16
+        self.imag_bf16, self.model_bf16 = imag_bf16, model_bf16
         self.optimizers = {
             "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
             "actor": torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5),
@@ -92,7 +93,11 @@ class Dreamer(nn.Module):
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One update of world model, critic and actor on a batch of ``(B, T)`` sequences."""
         self.train()
-        losses, posts, metrics = self.world_model.loss(batch)
+        device = next(self.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.model_bf16):
+            losses, posts, metrics = self.world_model.loss(batch)
+        losses = {k: v.float() for k, v in losses.items()}
+        posts = posts.map(lambda x: x.float())
         scales = self.world_model.loss_scales
         assert set(losses) == set(scales), (sorted(losses), sorted(scales))
         terms = {k: v.mean() for k, v in losses.items()}
@@ -208,4 +213,5 @@ def make_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig,
         slow_critic_reg=agent.slow_critic_reg,
         return_decay=agent.return_decay,
         imag_bf16=agent.imag_bf16,
+        model_bf16=model.bf16,
     )

@@ -153,11 +153,11 @@ class WorldModel(nn.Module):
         losses: dict[str, Tensor] = {}
         if self.obs_spec.image is not None:
             B, T = feat.shape[:2]
-            pred = self.image_dec(feat.reshape(B * T, -1)).reshape(B, T, *self.obs_spec.image)
+            pred = self.image_dec(feat.reshape(B * T, -1)).reshape(B, T, *self.obs_spec.image).float()
             target = batch[IMAGE].float() / 255.0 - 0.5
             losses[IMAGE] = ((pred - target) ** 2).sum((-3, -2, -1))
         if self.obs_spec.vector is not None:
-            pred = self.vector_dec(feat)
+            pred = self.vector_dec(feat).float()
             losses[VECTOR] = ((pred - symlog(batch[VECTOR].float())) ** 2).sum(-1)
         losses["reward"] = -TwoHotSymlog(self.reward_head(feat), self.bins).log_prob(batch["reward"])
         cont_target = 1.0 - batch["is_terminal"].float()
