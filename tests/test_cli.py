@@ -134,3 +134,14 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
         return [{k: v for k, v in r.items() if k.startswith(("loss/", "episode/"))} for r in rows]
 
     assert losses("a") == losses("b")
+
+
+def test_a_typo_leaves_no_run_behind_and_resume_without_checkpoint_restarts(tmp_path, capsys):
+    logdir = tmp_path / "typo"
+    assert main(["train", "--env", "CartPol-v1", "--logdir", str(logdir), *TINY]) == 2
+    assert not (logdir / "config.json").exists()
+    code, run = train(tmp_path, "--env", "wmtest/Cue-v0", "--no-finish", "--checkpoint-every", "100000", steps=120)
+    assert code == 0
+    (run / "checkpoint.pt").unlink()
+    assert main(["train", "--resume", str(run), "--steps", "150", "--quiet", "--no-finish"]) == 0
+    assert "no checkpoint yet" in capsys.readouterr().out

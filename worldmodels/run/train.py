@@ -12,7 +12,7 @@ import torch
 from ..config import Config
 from ..data.replay import ReplayStore, step_bytes
 from ..envs.make import make_vector_env
-from ..errors import NonFiniteLossError, ReplayWriteError
+from ..errors import NonFiniteLossError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, random_policy, run_episode
 from .logger import MetricsLogger, ProgressBar
@@ -43,8 +43,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
+        self.obs_spec, self.action_spec = probe_specs(cfg)  # bad env ids fail before a folder is made
         write_config(self.run_dir, cfg)
-        self.obs_spec, self.action_spec = probe_specs(cfg)
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
         self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
         if resume:
@@ -54,7 +54,11 @@ class Trainer:
         self.last_return: float | None = None
 
     def _restore(self) -> None:
-        ckpt = checkpoint.load(self.run_dir / checkpoint.NAME)
+        path = self.run_dir / checkpoint.NAME
+        if not path.exists() and not (self.run_dir / checkpoint.PREV).exists():
+            self.echo("no checkpoint yet (stopped before the first one): starting from step 0 with the stored replay")
+            return
+        ckpt = checkpoint.load(path)
         self.agent.load_state_dict(ckpt["agent"])
         self.agent.load_optimizer_state(ckpt["optimizers"])
         self.counters.update(ckpt["counters"])
@@ -135,8 +139,6 @@ class Trainer:
             last = self.run_dir / checkpoint.NAME
             kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
             raise NonFiniteLossError(f"{err} Training stopped at {c['env_steps']} env steps; {kept}.") from err
-        except ReplayWriteError:
-            raise
         finally:
             env.close()
             self.logger.close()
