@@ -34,6 +34,31 @@ def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
 
+class Every:
+    """Fires once each time a counter passes the next multiple of ``period``."""
+
+    def __init__(self, period: int, first: int):
+        self.period, self.next = period, first
+
+    def due(self, value: int) -> bool:
+        if value < self.next:
+            return False
+        while self.next <= value:
+            self.next += self.period
+        return True
+
+
+class Rate:
+    """Env steps/s and train steps/s since construction."""
+
+    def __init__(self, env_steps: int, train_steps: int):
+        self.start, self.env0, self.train0 = time.time(), env_steps, train_steps
+
+    def __call__(self, env_steps: int, train_steps: int) -> tuple[float, float]:
+        elapsed = max(time.time() - self.start, 1e-6)
+        return (env_steps - self.env0) / elapsed, (train_steps - self.train0) / elapsed
+
+
 class Trainer:
     """Runs one training run in ``cfg.logdir``; ``resume`` continues from its checkpoint."""
 
@@ -76,55 +101,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict:
+        """Collect, store and train until ``cfg.steps``; checkpoint on the way and at the end."""
         cfg, c = self.cfg, self.counters
-        counts, m = parameter_counts(self.agent), cfg.model
-        self.echo(
-            f"model (size {cfg.size}): GRU {m.deter}, latent {m.stoch}x{m.classes}, MLP {m.units}x{m.layers}; "
-            f"parameters: world model {counts['world_model']:,}, actor {counts['actor']:,}, "
-            f"critic {counts['critic']:,}"
-        )
-        self.echo(
-            f"replay: {len(self.store):,} steps loaded, {step_bytes(self.obs_spec, self.action_spec):,} bytes/step, "
-            f"capacity {cfg.capacity:,} steps"
-        )
+        self._announce()
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
         collector = Collector(env, seed=cfg.seed + c["episodes"])
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
-        per_batch = cfg.batch * cfg.seq_len
-        next_log = c["env_steps"] + cfg.log_every
-        next_eval = c["env_steps"] + (cfg.eval_every if c["env_steps"] else min(cfg.eval_every, cfg.steps))
-        next_ckpt = c["env_steps"] + cfg.checkpoint_every
-        t0, steps0, train0 = time.time(), c["env_steps"], c["train_steps"]
+        first_eval = cfg.eval_every if c["env_steps"] else min(cfg.eval_every, cfg.steps)
+        evals = Every(cfg.eval_every, c["env_steps"] + first_eval)
+        logs = Every(cfg.log_every, c["env_steps"] + cfg.log_every)
+        saves = Every(cfg.checkpoint_every, c["env_steps"] + cfg.checkpoint_every)
+        rate = Rate(c["env_steps"], c["train_steps"])
         try:
             with ProgressBar(cfg.steps, c["env_steps"], self.progress_enabled) as bar:
                 while c["env_steps"] < cfg.steps:
-                    act = explore if c["agent_steps"] < cfg.prefill else policy
-                    record, finished = collector.step(act)
-                    self.store.add(record)
-                    c["agent_steps"] += cfg.envs
-                    c["env_steps"] += cfg.envs * cfg.action_repeat
-                    for ret, length in finished:
-                        c["episodes"] += 1
-                        self.last_return = ret
-                        self.logger.add({"episode/return": ret, "episode/length": length})
-                    due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / per_batch)
-                    while c["train_steps"] < due and len(self.store) >= cfg.seq_len:
-                        batch = to_torch(self.store.sample(cfg.batch, cfg.seq_len, self.np_rng))
-                        self.logger.add(self.agent.train_step(batch))
-                        c["train_steps"] += 1
-                    elapsed = max(time.time() - t0, 1e-6)
-                    env_fps = (c["env_steps"] - steps0) / elapsed
-                    train_fps = (c["train_steps"] - train0) / elapsed
+                    self._collect(collector, explore if c["agent_steps"] < cfg.prefill else policy)
+                    self._train_due()
+                    env_fps, train_fps = rate(c["env_steps"], c["train_steps"])
                     bar.update(c["env_steps"], env_fps, train_fps, self.last_return)
-                    if c["env_steps"] >= next_eval:
-                        next_eval += cfg.eval_every
+                    if evals.due(c["env_steps"]):
                         self.logger.add({"eval/return": self.evaluate(cfg.eval_episodes)})
-                    if c["env_steps"] >= next_log or c["env_steps"] >= cfg.steps:
-                        next_log += cfg.log_every
+                    if logs.due(c["env_steps"]) or c["env_steps"] >= cfg.steps:
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
                         self.logger.write(c["env_steps"], fps)
-                    if c["env_steps"] >= next_ckpt:
-                        next_ckpt += cfg.checkpoint_every
+                    if saves.due(c["env_steps"]):
                         self.store.flush()
                         self.save()
         except KeyboardInterrupt:
@@ -145,6 +145,39 @@ class Trainer:
         self.store.flush()
         self.save()
         return dict(c)
+
+    def _announce(self) -> None:
+        cfg, counts, m = self.cfg, parameter_counts(self.agent), self.cfg.model
+        self.echo(
+            f"model (size {cfg.size}): GRU {m.deter}, latent {m.stoch}x{m.classes}, MLP {m.units}x{m.layers}; "
+            f"parameters: world model {counts['world_model']:,}, actor {counts['actor']:,}, "
+            f"critic {counts['critic']:,}"
+        )
+        self.echo(
+            f"replay: {len(self.store):,} steps loaded, {step_bytes(self.obs_spec, self.action_spec):,} bytes/step, "
+            f"capacity {cfg.capacity:,} steps"
+        )
+
+    def _collect(self, collector: Collector, act) -> None:
+        """One step of every env: store it, count it, log finished episodes."""
+        c, cfg = self.counters, self.cfg
+        record, finished = collector.step(act)
+        self.store.add(record)
+        c["agent_steps"] += cfg.envs
+        c["env_steps"] += cfg.envs * cfg.action_repeat
+        for ret, length in finished:
+            c["episodes"] += 1
+            self.last_return = ret
+            self.logger.add({"episode/return": ret, "episode/length": length})
+
+    def _train_due(self) -> None:
+        """Train until replayed steps / policy steps after prefill reaches the train ratio."""
+        c, cfg = self.counters, self.cfg
+        due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / (cfg.batch * cfg.seq_len))
+        while c["train_steps"] < due and len(self.store) >= cfg.seq_len:
+            batch = to_torch(self.store.sample(cfg.batch, cfg.seq_len, self.np_rng))
+            self.logger.add(self.agent.train_step(batch))
+            c["train_steps"] += 1
 
     def evaluate(self, episodes: int) -> float:
         env = make_single_env(self.cfg)
