@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import NamedTuple
 
@@ -123,7 +124,8 @@ class Dreamer(nn.Module):
         device = next(self.parameters()).device.type
         autocast = torch.autocast(device, dtype=torch.bfloat16) if self.imag_bf16 else contextlib.nullcontext()
         with torch.no_grad(), autocast:
-            feat, actions = wm.rssm.imagine_sparse(start, self.actor.act, self.horizon)  # (N, H+1, .)
+            policy = functools.partial(self.actor.act, clip=False)
+            feat, actions = wm.rssm.imagine_sparse(start, policy, self.horizon)  # (N, H+1, .)
             feat = SparseFeat(feat.dense.float(), feat.index)
             heads = wm.predict(feat.map(lambda x: x[:, 1:]), decode_obs=False)
             # Bootstrap and baseline from the slow critic, as DreamerV3 does (slowtar): steadier

@@ -47,15 +47,21 @@ class Actor(nn.Module):
         return out.chunk(2, -1)
 
     @torch.no_grad()
-    def act(self, feat: Feat, mode: bool = False) -> Tensor:
-        """Action ``(..., A)``: one-hot for discrete, in [-1, 1] for continuous."""
+    def act(self, feat: Feat, mode: bool = False, clip: bool = True) -> Tensor:
+        """Action ``(..., A)``: one-hot for discrete, a bounded-normal sample for continuous.
+
+        ``clip`` limits continuous actions to [-1, 1] for the environment. Imagination passes
+        ``clip=False`` so that the action the model sees and the action whose log-probability
+        the actor is trained on are the same sample; scoring a clipped value would bias the
+        policy gradient (it is not a point the density produced).
+        """
         params = self._params(feat)
         if self.discrete:
             probs = params.exp()
             return mode_onehot(probs) if mode else sample_onehot(probs)
         dist = bounded_normal(*params)
         action = dist.mean if mode else dist.sample()
-        return action.clamp(-1, 1)
+        return action.clamp(-1, 1) if clip else action
 
     def log_prob_entropy(self, feat: Feat, action: Tensor) -> tuple[Tensor, Tensor]:
         """Log-probability of ``action`` and the policy entropy, both ``(...)``."""
