@@ -42,6 +42,23 @@ class CueEnv(gym.Env):
         return frame
 
 
+class SignEnv(CueEnv):
+    """CueEnv with a continuous action in [-1, 1]: reward = action x (+1 for cue 0, -1 for cue 1).
+
+    Ignoring the cue earns 0 per episode on average; reading it earns up to 10.
+    """
+
+    def __init__(self, render_mode: str | None = None, length: int = 10):
+        super().__init__(render_mode, length)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def step(self, action):
+        reward = float(np.clip(action, -1, 1)[0]) * (1.0 if self.cue == 0 else -1.0)
+        self.t += 1
+        self.cue = int(self.np_random.integers(2))
+        return self._obs(), reward, False, self.t >= self.length, {}
+
+
 class CounterEnv(gym.Env):
     """obs_t = [t]; arriving at obs_t pays reward t; terminates on reaching t = 4."""
 
@@ -79,7 +96,13 @@ class TextObsEnv(CueEnv):
 
 
 def register() -> None:
-    for name, cls in [("Cue", CueEnv), ("Counter", CounterEnv), ("NaNReward", NaNRewardEnv), ("TextObs", TextObsEnv)]:
+    for name, cls in [
+        ("Cue", CueEnv),
+        ("Sign", SignEnv),
+        ("Counter", CounterEnv),
+        ("NaNReward", NaNRewardEnv),
+        ("TextObs", TextObsEnv),
+    ]:
         env_id = f"wmtest/{name}-v0"
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=f"tests.toy_envs:{cls.__name__}")
