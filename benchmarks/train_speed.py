@@ -42,9 +42,11 @@ def synthetic_batch(obs: str, batch: int, length: int, action_dim: int) -> dict[
     return data
 
 
-def measure(size: str, obs: str, steps: int, batch: int, length: int, bf16: bool) -> dict:
+def measure(size: str, obs: str, steps: int, batch: int, length: int, fast: bool, model_bf16: bool = False) -> dict:
+    """``fast``: gather-based sparse imagination under bf16; off: the dense fp32 equivalent."""
     spec = ObsSpec(image=(64, 64, 3)) if obs == "pixels" else ObsSpec(vector=4)
-    agent = make_dreamer(spec, ActionSpec(2, True), apply_size(ModelConfig(), size), AgentConfig(imag_bf16=bf16))
+    model = apply_size(ModelConfig(bf16=model_bf16), size)
+    agent = make_dreamer(spec, ActionSpec(2, True), model, AgentConfig(imag_bf16=fast, sparse_imagination=fast))
     data = synthetic_batch(obs, batch, length, 2)
     agent.train_step(data)  # warm-up: allocations, autocast caches
     start = time.perf_counter()
@@ -65,6 +67,8 @@ def measure(size: str, obs: str, steps: int, batch: int, length: int, bf16: bool
     return {
         "size": size,
         "obs": obs,
+        "imagination": "sparse+bf16" if fast else "dense fp32",
+        "model_bf16": model_bf16,
         "params_world_model": sum(p.numel() for p in agent.world_model.parameters()),
         "train_steps_per_s": round(1 / train_s, 3),
         "seconds_per_train_step": round(train_s, 4),
@@ -91,7 +95,6 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "batch": [args.batch, args.length],
-        "bf16_imagination": not args.fp32,
         "numpy": np.__version__,
     }
     print(json.dumps({"meta": meta, "results": rows}, indent=2))

@@ -104,3 +104,20 @@ def test_train_step_updates_everything_and_reports_finite_losses():
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     moved = {n.split(".")[0] for n, p in agent.named_parameters() if not torch.equal(p, before[n])}
     assert {"world_model", "actor", "critic"} <= moved
+
+
+def test_sparse_and_dense_imagination_give_the_same_update():
+    data = batch()
+    out = []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        agent = make_dreamer(
+            ObsSpec(vector=3),
+            ActionSpec(A, True),
+            ModelConfig(**TINY_MODEL),
+            AgentConfig(horizon=4, sparse_imagination=sparse, imag_bf16=False),
+        )
+        torch.manual_seed(1)
+        out.append(agent.train_step(data))
+    for key in ("loss/actor", "loss/critic", "return"):
+        assert abs(out[0][key] - out[1][key]) < 1e-5, key

@@ -51,6 +51,7 @@ class AgentConfig:
     slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic")
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range")
     imag_bf16: bool = _f(True, "imagination and actor-critic updates under bfloat16 autocast")
+    sparse_imagination: bool = _f(True, "imagine with class indices and gather-based heads (exact; off: dense)")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ..config import AgentConfig, ModelConfig
 from ..errors import NonFiniteLossError
 from ..models.rssm import LatentState
 from ..models.world_model import WorldModel
-from ..nn.layers import SparseFeat
+from ..nn.layers import SparseFeat, time_slice
 from ..specs import ActionSpec, ObsSpec
 
 
@@ -51,6 +51,7 @@ class Dreamer(nn.Module):
         return_decay: float,
         imag_bf16: bool = False,
         model_bf16: bool = False,
+        sparse_imagination: bool = True,
     ):
         super().__init__()
         self.world_model = world_model
@@ -66,6 +67,7 @@ class Dreamer(nn.Module):
         self.model_clip, self.ac_clip = model_clip, ac_clip
         self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
         self.imag_bf16, self.model_bf16 = imag_bf16, model_bf16
+        self.sparse_imagination = sparse_imagination
         self.optimizers = {
             "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
             "actor": torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5),
@@ -125,9 +127,14 @@ class Dreamer(nn.Module):
         autocast = torch.autocast(device, dtype=torch.bfloat16) if self.imag_bf16 else contextlib.nullcontext()
         with torch.no_grad(), autocast:
             policy = functools.partial(self.actor.act, clip=False)
-            feat, actions = wm.rssm.imagine_sparse(start, policy, self.horizon)  # (N, H+1, .)
-            feat = SparseFeat(feat.dense.float(), feat.index)
-            heads = wm.predict(feat.map(lambda x: x[:, 1:]), decode_obs=False)
+            if self.sparse_imagination:
+                feat, actions = wm.rssm.imagine_sparse(start, policy, self.horizon)  # (N, H+1, .)
+                feat = SparseFeat(feat.dense.float(), feat.index)
+            else:  # the same rollout with dense one-hot features (for comparison)
+                states, actions = wm.imagine(start, lambda s: policy(s.feat()), self.horizon)
+                traj = LatentState(*(torch.cat([a.unsqueeze(1), b], 1) for a, b in zip(start, states)))
+                feat = traj.feat().float()
+            heads = wm.predict(time_slice(feat, slice(1, None)), decode_obs=False)
             # Bootstrap and baseline from the slow critic, as DreamerV3 does (slowtar): steadier
             # targets than the critic that is being fitted to them.
             value = self.slow_critic(feat).mean()  # (N, H+1)
@@ -216,4 +223,5 @@ def make_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig,
         return_decay=agent.return_decay,
         imag_bf16=agent.imag_bf16,
         model_bf16=model.bf16,
+        sparse_imagination=agent.sparse_imagination,
     )

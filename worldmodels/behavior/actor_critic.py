@@ -16,7 +16,7 @@ from ..nn.dists import (
     symlog_bins,
     unimix_logits,
 )
-from ..nn.layers import MLP, SparseFeat
+from ..nn.layers import MLP, SparseFeat, time_slice
 
 Feat = Tensor | SparseFeat
 
@@ -117,7 +117,7 @@ def actor_critic_losses(
     slow_reg: float,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Scalar actor and critic losses plus diagnostics."""
-    feat_k = feat.map(lambda x: x[:, :-1]) if isinstance(feat, SparseFeat) else feat[:, :-1]
+    feat_k = time_slice(feat, slice(None, -1))
     advantage = (returns - value[:, :-1]) / scale
     logp, ent = actor.log_prob_entropy(feat_k, action)
     actor_loss = -(weight * (logp * advantage.detach() + entropy * ent)).mean()

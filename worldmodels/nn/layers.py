@@ -33,6 +33,13 @@ class SparseFeat(NamedTuple):
         return torch.cat([self.dense, onehot], -1)
 
 
+def time_slice(feat: Tensor | SparseFeat, index: slice) -> Tensor | SparseFeat:
+    """``feat[:, index]`` for dense features and :class:`SparseFeat` alike."""
+    if isinstance(feat, SparseFeat):
+        return feat.map(lambda x: x[:, index])
+    return feat[:, index]
+
+
 class OneHotTailLinear(nn.Module):
     """Linear map of ``[x, z]`` where the trailing ``z`` is ``groups`` one-hots of ``classes``.
 

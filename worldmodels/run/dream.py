@@ -95,7 +95,9 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     title = f"{run.config.env} ({key}), context {context}"
-    metrics["files"] = [str(plots.horizon_metrics(metrics, out_dir / "metrics.png", title))]
+    metrics["files"] = [
+        str(plots.horizon_metrics(metrics, out_dir / "metrics.png", title, "frame" if key == IMAGE else "step"))
+    ]
     ep, pred = first
     if key == IMAGE:
         metrics["files"] += _write_videos(ep.steps[IMAGE][: len(pred[IMAGE])], pred[IMAGE], out_dir)

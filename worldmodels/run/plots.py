@@ -34,14 +34,14 @@ def learning_curve(rows: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def horizon_metrics(metrics: dict[str, list[float]], path: Path, title: str) -> Path:
-    """MSE and PSNR of imagined frames per horizon step."""
+def horizon_metrics(metrics: dict[str, list[float]], path: Path, title: str, what: str = "frame") -> Path:
+    """MSE and PSNR of imagined frames (or state vectors) per horizon step."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     steps = np.arange(1, len(metrics["mse"]) + 1)
     for ax, key in zip(axes, ("mse", "psnr")):
         ax.plot(steps, metrics[key], label="model")
         if f"baseline_{key}" in metrics:
-            ax.plot(steps, metrics[f"baseline_{key}"], "--", label="repeat last context frame")
+            ax.plot(steps, metrics[f"baseline_{key}"], "--", label=f"repeat last context {what}")
             ax.legend()
         ax.set_xlabel("steps into the future")
         ax.set_ylabel(key.upper())
