@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a Dreamer agent (world model + actor-critic)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its stored config")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
     train.add_argument("--no-finish", action="store_true", help="skip the learning curve and dream at the end")
     _add_dataclass_flags(train, Config)
     _add_dataclass_flags(train.add_argument_group("model"), ModelConfig, "model.")
@@ -127,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.env}, obs {cfg.obs}, size {cfg.size})"
     )
-    trainer = Trainer(cfg, resume=resume, progress=not args.quiet and sys.stderr.isatty())
+    tty = sys.stderr.isatty()
+    trainer = Trainer(cfg, resume=resume, progress=not args.quiet and tty, status_lines=not args.quiet and not tty)
     counters = trainer.train()
     c = counters
     print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")

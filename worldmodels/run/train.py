@@ -62,9 +62,11 @@ class Rate:
 class Trainer:
     """Runs one training run in ``cfg.logdir``; ``resume`` continues from its checkpoint."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False, progress: bool = True, echo=print):
+    def __init__(
+        self, cfg: Config, *, resume: bool = False, progress: bool = True, status_lines: bool = False, echo=print
+    ):
         self.cfg, self.run_dir, self.echo = cfg, Path(cfg.logdir), echo
-        self.progress_enabled = progress
+        self.progress_enabled, self.status_lines = progress, status_lines
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
@@ -123,7 +125,7 @@ class Trainer:
                         self.logger.add({"eval/return": self.evaluate(cfg.eval_episodes)})
                     if logs.due(c["env_steps"]) or c["env_steps"] >= cfg.steps:
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
-                        self.logger.write(c["env_steps"], fps)
+                        self._status(self.logger.write(c["env_steps"], fps))
                     if saves.due(c["env_steps"]):
                         self.store.flush()
                         self.save()
@@ -145,6 +147,17 @@ class Trainer:
         self.store.flush()
         self.save()
         return dict(c)
+
+    def _status(self, row: dict) -> None:
+        """One line per metrics write, for logs without a progress bar."""
+        if not self.status_lines:
+            return
+        parts = [f"{row['env_steps']:>8}/{self.cfg.steps} env steps", f"{row['fps/train']:.1f} train/s"]
+        if "episode/return" in row:
+            parts.append(f"return {row['episode/return']:.1f}")
+        if "eval/return" in row:
+            parts.append(f"eval {row['eval/return']:.1f}")
+        self.echo("  ".join(parts))
 
     def _announce(self) -> None:
         cfg, counts, m = self.cfg, parameter_counts(self.agent), self.cfg.model
