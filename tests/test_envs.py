@@ -38,3 +38,17 @@ def test_continuous_actions_are_scaled_to_bounds():
     _, reward, *_ = env.step(np.array([1.0]))
     assert reward < 0  # two Pendulum steps summed
     env.close()
+
+
+def test_dm_control_renders_headless_and_unknown_tasks_are_named():
+    pytest.importorskip("dm_control")
+    env = make_env("dmc:cartpole-swingup", obs_mode="both")
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (64, 64, 3) and obs["vector"].shape == (5,)
+    assert obs["image"].std() > 5  # a rendered scene, not a black frame
+    assert not env.action_spec.discrete and env.action_spec.dim == 1
+    obs, reward, terminated, truncated, _ = env.step(np.array([0.5]))
+    assert 0 <= reward <= 1 and not terminated
+    env.close()
+    with pytest.raises(UnknownEnvError, match="dmc:cartpole-swingup"):
+        make_env("dmc:cartpole-swingupp")
