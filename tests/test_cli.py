@@ -32,6 +32,7 @@ def test_discrete_state_train_resume_eval_dream(tmp_path):
         assert (run / name).exists(), name
     assert list((run / "replay").glob("chunk-*.npz"))
     assert (run / "dream" / "trajectories.png").exists()
+    assert (run / "dream" / "dream.mp4").stat().st_size > 0  # CartPole rendered in the dream
 
     assert main(["train", "--resume", str(run), "--steps", "500", "--quiet", "--no-finish"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -51,8 +52,9 @@ def test_discrete_state_train_resume_eval_dream(tmp_path):
 def test_continuous_state(tmp_path):
     code, run = train(tmp_path, "--env", "Pendulum-v1", "--max-episode-steps", "100", "--no-finish")
     assert code == 0
-    actions = json.loads((run / "config.json").read_text())
-    assert actions["env"] == "Pendulum-v1"
+    assert json.loads((run / "config.json").read_text())["env"] == "Pendulum-v1"
+    assert main(["dream", str(run), "--context", "3", "--horizon", "8", "--episodes", "1"]) == 0
+    assert (run / "dream" / "dream.gif").stat().st_size > 0  # the animated trajectory plot
 
 
 def test_pixels_dream_writes_video_and_metrics(tmp_path):

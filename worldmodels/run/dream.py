@@ -18,7 +18,7 @@ from ..specs import IMAGE, VECTOR
 from . import plots
 from .collect import Episode, run_episode
 from .runs import LoadedRun
-from .video import upscale, write_gif, write_video
+from .video import label, upscale, write_gif, write_video
 
 
 @torch.no_grad()
@@ -103,9 +103,42 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
         metrics["files"] += _write_videos(ep.steps[IMAGE][: len(pred[IMAGE])], pred[IMAGE], out_dir)
     else:
         T = len(pred[VECTOR])
-        path = plots.trajectories(ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "trajectories.png", title)
+        real = ep.steps[VECTOR][:T]
+        path = plots.trajectories(real, pred[VECTOR], context, out_dir / "trajectories.png", title)
         metrics["files"].append(str(path))
+        frames = _state_frames(run, real, pred[VECTOR])
+        if frames is None:  # no renderer for arbitrary states: animate the trajectory plot
+            frames = plots.trajectory_frames(real, pred[VECTOR], context, title)
+        metrics["files"] += [
+            str(write_video(out_dir / "dream.mp4", frames)),
+            str(write_gif(out_dir / "dream.gif", frames)),
+        ]
     return metrics
+
+
+def _state_frames(run: LoadedRun, real: np.ndarray, pred: np.ndarray) -> list[np.ndarray] | None:
+    """Render real | imagined side by side with the env's own renderer, where the observation
+    *is* the simulator state (CartPole, MountainCar): set ``env.unwrapped.state`` and render."""
+    env = run.make_env()
+    try:
+        obs, _ = env.reset(seed=0)
+        inner = env.unwrapped
+        state = getattr(inner, "state", None)
+        if state is None or np.shape(state) != obs[VECTOR].shape or not np.allclose(state, obs[VECTOR]):
+            return None
+        frames = []
+        for r, p in zip(real, pred):
+            inner.state = np.asarray(r, dtype=np.float64)
+            left = np.asarray(env.render())
+            inner.state = np.asarray(p, dtype=np.float64)
+            right = np.asarray(env.render())
+            sep = np.full((left.shape[0], 4, 3), 255, np.uint8)
+            frames.append(np.concatenate([label(left, "real"), sep, label(right, "dream")], 1))
+        return frames
+    except Exception:  # an env whose renderer rejects foreign states: fall back to the plot
+        return None
+    finally:
+        env.close()
 
 
 def _write_videos(real: np.ndarray, pred: np.ndarray, out_dir: Path) -> list[str]:

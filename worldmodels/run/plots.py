@@ -76,3 +76,30 @@ def trajectories(real: np.ndarray, pred: np.ndarray, context: int, path: Path, t
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def trajectory_frames(real: np.ndarray, pred: np.ndarray, context: int, title: str) -> list[np.ndarray]:
+    """Frames of the trajectory plot drawn up to each step: a video of the dream for states."""
+    dims = real.shape[1]
+    cols = min(dims, 4)
+    rows = (dims + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    frames = []
+    for t in range(1, len(real) + 1):
+        for d in range(rows * cols):
+            ax = axes[d // cols][d % cols]
+            ax.clear()
+            if d >= dims:
+                ax.axis("off")
+                continue
+            ax.plot(real[:t, d], color="black")
+            ax.plot(pred[:t, d], color="tab:red")
+            ax.set_xlim(0, len(real))
+            lo, hi = min(real[:, d].min(), pred[:, d].min()), max(real[:, d].max(), pred[:, d].max())
+            ax.set_ylim(lo - 0.05 * (hi - lo + 1e-6), hi + 0.05 * (hi - lo + 1e-6))
+            ax.axvline(context - 0.5, color="gray", ls=":")
+        fig.suptitle(f"{title}: real (black) vs dream (red)")
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    plt.close(fig)
+    return frames

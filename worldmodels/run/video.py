@@ -6,6 +6,7 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+from PIL import Image, ImageDraw
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -28,3 +29,10 @@ def write_gif(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement so 64x64 frames are visible."""
     return frame.repeat(factor, 0).repeat(factor, 1)
+
+
+def label(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with ``text`` written in its top-left corner."""
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    ImageDraw.Draw(img).text((6, 4), text, fill=(0, 0, 0) if frame.mean() > 127 else (255, 255, 255))
+    return np.asarray(img)
