@@ -96,8 +96,7 @@ class Dreamer(nn.Module):
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One update of world model, critic and actor on a batch of ``(B, T)`` sequences."""
         self.train()
-        device = next(self.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.model_bf16):
+        with self._autocast(self.model_bf16):
             losses, posts, metrics = self.world_model.loss(batch)
         losses = {k: v.float() for k, v in losses.items()}
         posts = posts.map(lambda x: x.float())
@@ -121,11 +120,14 @@ class Dreamer(nn.Module):
         out.update({k: float(v) for k, v in {**metrics, **ac_metrics}.items()})
         return out
 
-    def _imagination_losses(self, start: LatentState, start_cont: Tensor):
-        wm = self.world_model
+    def _autocast(self, enabled: bool):
         device = next(self.parameters()).device.type
-        autocast = torch.autocast(device, dtype=torch.bfloat16) if self.imag_bf16 else contextlib.nullcontext()
-        with torch.no_grad(), autocast:
+        return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    def _imagination_losses(self, start: LatentState, start_cont: Tensor):
+        """Imagine ``horizon`` steps from every start state ``(N,)``; actor and critic losses."""
+        wm = self.world_model
+        with torch.no_grad(), self._autocast(self.imag_bf16):
             policy = functools.partial(self.actor.act, clip=False)
             if self.sparse_imagination:
                 feat, actions = wm.rssm.imagine_sparse(start, policy, self.horizon)  # (N, H+1, .)
@@ -143,7 +145,7 @@ class Dreamer(nn.Module):
         # Weight of step k: probability the episode is still going at s_k.
         weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1)
         scale = self.return_scale.update(returns)
-        with autocast:
+        with self._autocast(self.imag_bf16):
             return actor_critic_losses(
                 actor=self.actor,
                 critic=self.critic,
