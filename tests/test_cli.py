@@ -147,3 +147,29 @@ def test_a_typo_leaves_no_run_behind_and_resume_without_checkpoint_restarts(tmp_
     (run / "checkpoint.pt").unlink()
     assert main(["train", "--resume", str(run), "--steps", "150", "--quiet", "--no-finish"]) == 0
     assert "no checkpoint yet" in capsys.readouterr().out
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
+    run = tmp_path / "term"
+    code = (
+        "import sys, tests.toy_envs as t; t.register(); from worldmodels.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["train", "--env", "wmtest/Cue-v0", "--steps", "100000", "--logdir", str(run), *TINY]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=Path(__file__).parent.parent)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    steps = json.loads(
+        subprocess.check_output(
+            [
+                sys.executable,
+                "-c",
+                "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['counters']['env_steps'])",
+                str(run / "checkpoint.pt"),
+            ]
+        )
+    )
+    assert steps > 100  # saved at the moment it was stopped, not at a periodic checkpoint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,18 @@ def _flatten(cfg: Config) -> dict[str, Any]:
     return flat
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .run.finish import finish
     from .run.train import Trainer
 
+    # SIGTERM (schedulers, preemption, `kill`) and SIGINT (even where a shell started us with it
+    # ignored) stop training the way Ctrl-C does: flush the replay, save a checkpoint, exit.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     cfg, resume = resolve_config(args)
     validate(cfg)
     print(
