@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -166,10 +167,16 @@ class Trainer:
             f"parameters: world model {counts['world_model']:,}, actor {counts['actor']:,}, "
             f"critic {counts['critic']:,}"
         )
-        self.echo(
-            f"replay: {len(self.store):,} steps loaded, {step_bytes(self.obs_spec, self.action_spec):,} bytes/step, "
-            f"capacity {cfg.capacity:,} steps"
-        )
+        per_step = step_bytes(self.obs_spec, self.action_spec)
+        self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
+        most = min(cfg.capacity, cfg.steps // cfg.action_repeat) * per_step
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if most > ram / 2:
+            fits = int(ram / 2 / per_step)
+            self.echo(
+                f"warning: the replay may grow to {most / 2**30:.1f} GiB, over half of this machine's "
+                f"{ram / 2**30:.0f} GiB; pass --capacity {fits:,} or less to stay within it"
+            )
 
     def _collect(self, collector: Collector, act) -> None:
         """One step of every env: store it, count it, log finished episodes."""
