@@ -100,3 +100,18 @@ def test_bytes_per_step():
     store = ReplayStore(None, capacity=10, streams=1)
     store.add(step([0]))
     assert store.bytes_per_step() == 4 + 4 + 4 + 1 + 1 + 1
+
+
+def test_extend_matches_adding_one_by_one():
+    rng = np.random.default_rng(0)
+    for n0, n1, cap in [(0, 5, 8), (3, 20, 8), (7, 1, 8), (0, 30, 30)]:
+        a, b = ReplayStore(None, capacity=cap, streams=1), ReplayStore(None, capacity=cap, streams=1)
+        first, second = rng.normal(size=n0), rng.normal(size=n1)
+        for v in np.concatenate([first, second]):
+            a.add(step([v]))
+        for v in first:
+            b.add(step([v]))
+        b.rings[0].extend({k: np.concatenate([x[k] for x in (step([v]) for v in second)]) for k in step([0])})
+        ra, rb = a.rings[0], b.rings[0]
+        assert (ra.size, ra.head) == (rb.size, rb.head)
+        np.testing.assert_array_equal(ra.data["vector"], rb.data["vector"])

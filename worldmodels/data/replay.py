@@ -48,6 +48,22 @@ class _Ring:
         self.head = (self.head + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def extend(self, arrays: dict[str, np.ndarray]) -> None:
+        """Add ``n`` steps at once (``(n, ...)`` arrays), as ``n`` calls of :meth:`add` would."""
+        n = len(next(iter(arrays.values())))
+        if n == 0:
+            return
+        if not self.data:
+            self.add({k: v[0] for k, v in arrays.items()})
+            arrays = {k: v[1:] for k, v in arrays.items()}
+            n -= 1
+        keep = min(n, self.capacity)  # only the newest `capacity` steps survive
+        idx = (self.head + (n - keep) + np.arange(keep)) % self.capacity
+        for k, v in arrays.items():
+            self.data[k][idx] = v[n - keep :]
+        self.head = (self.head + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
     def indices(self, start: int, length: int) -> np.ndarray:
         """Physical indices of logical positions ``start .. start+length`` (0 = oldest)."""
         oldest = (self.head - self.size) % self.capacity
@@ -137,8 +153,7 @@ class ReplayStore:
                 )
                 continue
             n = len(arrays["reward"])
-            for t in range(n):
-                self.rings[stream].add({k: v[t] for k, v in arrays.items()})
+            self.rings[stream].extend(arrays)
             self.total_added += n
             self.files[stream].append((path, n))
             self._evict_files(stream)
