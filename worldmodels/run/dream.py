@@ -142,9 +142,10 @@ def _state_frames(run: LoadedRun, real: np.ndarray, pred: np.ndarray) -> list[np
 
 
 def _write_videos(real: np.ndarray, pred: np.ndarray, out_dir: Path) -> list[str]:
-    """Frames of real | model | |error| side by side, enlarged 4x."""
+    """Frames of real | model | 4x|error| side by side, enlarged 4x (the error is amplified so small
+    deviations show)."""
     pred_u8 = (pred * 255).round().astype(np.uint8)
-    error = np.abs(real.astype(np.int16) - pred_u8.astype(np.int16)).astype(np.uint8)
+    error = np.clip(4 * np.abs(real.astype(np.int16) - pred_u8.astype(np.int16)), 0, 255).astype(np.uint8)
     sep = np.full((real.shape[1], 2, real.shape[3]), 255, np.uint8)
     frames = [upscale(np.concatenate([r, sep, p, sep, e], 1), 4) for r, p, e in zip(real, pred_u8, error)]
     return [str(write_video(out_dir / "dream.mp4", frames)), str(write_gif(out_dir / "dream.gif", frames))]
