@@ -83,13 +83,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed train steps per setting")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast in imagination")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-compare", action="store_true", help="skip the dense fp32 imagination rows")
+    parser.add_argument("--model-bf16", action="store_true", help="also time pixel rows with --model.bf16")
     args = parser.parse_args()
-    rows = [
-        measure(size, obs, args.steps, args.batch, args.length, not args.fp32)
-        for size in args.sizes
-        for obs in args.obs
-    ]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for size in args.sizes:
+        for obs in args.obs:
+            rows.append(measure(size, obs, args.steps, args.batch, args.length, fast=True))
+            if not args.no_compare:
+                rows.append(measure(size, obs, args.steps, args.batch, args.length, fast=False))
+            if args.model_bf16 and obs == "pixels":
+                rows.append(measure(size, obs, args.steps, args.batch, args.length, fast=True, model_bf16=True))
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
