@@ -80,7 +80,6 @@ class ReplayStore:
         self.pending: list[list[dict[str, np.ndarray]]] = [[] for _ in range(streams)]
         self.files: list[deque[tuple[Path, int]]] = [deque() for _ in range(streams)]
         self.counter = 0
-        self.total_added = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -91,7 +90,6 @@ class ReplayStore:
         for i in range(self.streams):
             step = {k: np.asarray(v[i]) for k, v in steps.items()}
             self.rings[i].add(step)
-            self.total_added += 1
             if self.directory is None:
                 continue
             self.pending[i].append(step)
@@ -154,7 +152,6 @@ class ReplayStore:
                 continue
             n = len(arrays["reward"])
             self.rings[stream].extend(arrays)
-            self.total_added += n
             self.files[stream].append((path, n))
             self._evict_files(stream)
             self.counter = max(self.counter, counter + 1)
