@@ -80,6 +80,11 @@ class WorldModel(nn.Module):
         scales = {k: 1.0 for k in self.obs_spec.keys()}
         return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep}
 
+    @staticmethod
+    def prev_actions(action: Tensor) -> Tensor:
+        """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (DESIGN.md)."""
+        return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+
     # ----------------------------------------------------------------- verbs
     def initial(self, batch: int) -> LatentState:
         return self.rssm.initial(batch)
@@ -144,8 +149,7 @@ class WorldModel(nn.Module):
         ``batch`` follows DESIGN.md's time alignment: ``action[:, t]`` is taken after ``obs[:, t]``,
         so the model is fed ``prev_action = action[:, t-1]`` (zeros at t=0 and where ``is_first``).
         """
-        action = batch["action"]
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        prev_action = self.prev_actions(batch["action"])
         obs = {k: batch[k] for k in self.obs_spec.keys()}
         self._check_obs(obs, batch["is_first"].shape)
         posts, prior_logits = self.rssm.observe(self.encode(obs), prev_action, batch["is_first"], state)

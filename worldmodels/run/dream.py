@@ -33,7 +33,7 @@ def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[s
     steps = {k: torch.as_tensor(v).unsqueeze(0) for k, v in ep.steps.items()}  # (1, T, ...)
     obs = {k: steps[k][:, :context] for k in wm.obs_spec.keys()}
     action = steps["action"].float()
-    prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    prev_action = wm.prev_actions(action)
     posts = wm.observe(None, obs, prev_action[:, :context], steps["is_first"][:, :context])
     start = posts.map(lambda x: x[:, -1])
     # action[t] is taken after obs[t]: the first imagined step follows action[context-1].
