@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from worldmodels.agents.dreamer import make_dreamer
-from worldmodels.config import AgentConfig, ModelConfig, apply_size
+from worldmodels.config import DreamerConfig, ModelConfig, apply_size
 from worldmodels.envs.make import make_vector_env
 from worldmodels.run.collect import AgentPolicy, Collector
 from worldmodels.specs import ActionSpec, ObsSpec
@@ -46,7 +46,7 @@ def measure(size: str, obs: str, steps: int, batch: int, length: int, fast: bool
     """``fast``: gather-based sparse imagination under bf16; off: the dense fp32 equivalent."""
     spec = ObsSpec(image=(64, 64, 3)) if obs == "pixels" else ObsSpec(vector=4)
     model = apply_size(ModelConfig(bf16=model_bf16), size)
-    agent = make_dreamer(spec, ActionSpec(2, True), model, AgentConfig(imag_bf16=fast, sparse_imagination=fast))
+    agent = make_dreamer(spec, ActionSpec(2, True), model, DreamerConfig(imag_bf16=fast, sparse_imagination=fast))
     data = synthetic_batch(obs, batch, length, 2)
     agent.train_step(data)  # warm-up: allocations, autocast caches
     start = time.perf_counter()

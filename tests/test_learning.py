@@ -10,7 +10,7 @@ the action, and the actor must learn from imagined rollouts alone to read the cu
 import json
 
 from tests.conftest import tiny_config
-from worldmodels.config import AgentConfig, ModelConfig
+from worldmodels.config import DreamerConfig, ModelConfig
 from worldmodels.run.evaluate import evaluate
 from worldmodels.run.runs import load_run
 from worldmodels.run.train import Trainer
@@ -28,7 +28,7 @@ def learning_config(tmp_path, env, steps=2000, actor_lr=3e-4):
         eval_every=1000,
         eval_episodes=5,
         model=ModelConfig(deter=64, stoch=8, classes=8, units=64, layers=1, bins=63, lr=1e-3),
-        agent=AgentConfig(actor_lr=actor_lr, critic_lr=3e-4),
+        dreamer=DreamerConfig(actor_lr=actor_lr, critic_lr=3e-4),
     )
 
 

@@ -2,7 +2,7 @@ import torch
 
 from tests.conftest import TINY_MODEL
 from worldmodels.agents.dreamer import make_dreamer
-from worldmodels.config import AgentConfig, ModelConfig
+from worldmodels.config import DreamerConfig, ModelConfig
 from worldmodels.specs import ActionSpec, ObsSpec
 
 B, T, A = 3, 6, 2
@@ -10,7 +10,7 @@ B, T, A = 3, 6, 2
 
 def make(obs_spec: ObsSpec | None = None):
     obs_spec = obs_spec or ObsSpec(vector=3)
-    return make_dreamer(obs_spec, ActionSpec(A, True), ModelConfig(**TINY_MODEL), AgentConfig(horizon=4))
+    return make_dreamer(obs_spec, ActionSpec(A, True), ModelConfig(**TINY_MODEL), DreamerConfig(horizon=4))
 
 
 def batch(image=False):
@@ -115,7 +115,7 @@ def test_sparse_and_dense_imagination_give_the_same_update():
             ObsSpec(vector=3),
             ActionSpec(A, True),
             ModelConfig(**TINY_MODEL),
-            AgentConfig(horizon=4, sparse_imagination=sparse, imag_bf16=False),
+            DreamerConfig(horizon=4, sparse_imagination=sparse, imag_bf16=False),
         )
         torch.manual_seed(1)
         out.append(agent.train_step(data))

@@ -79,6 +79,35 @@ class CounterEnv(gym.Env):
         return np.array([self.t], np.float32), float(self.t), self.t >= 4, False, {}
 
 
+class PointMassEnv(gym.Env):
+    """A 1-D mass starting at rest near x = -1 must reach and stay at x = 0. The action is a
+    force in [-1, 1]: v' = v + 0.1 a, x' = x + v'. Reward -x'^2 per step, 25 steps.
+
+    The mass has momentum, so a good controller accelerates, then brakes before the goal:
+    one-step greed overshoots. Rendering is not supported (state observations only).
+    """
+
+    metadata = {"render_modes": []}
+    length = 25
+
+    def __init__(self, render_mode: str | None = None):
+        self.observation_space = spaces.Box(-10.0, 10.0, (2,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.v, self.t = float(self.np_random.uniform(-1.1, -0.9)), 0.0, 0
+        return np.array([self.x, self.v], np.float32), {}
+
+    def step(self, action):
+        self.v += 0.1 * float(np.clip(action, -1, 1)[0])
+        self.x += self.v
+        self.t += 1
+        obs = np.array([self.x, self.v], np.float32)
+        return obs, -self.x**2, False, self.t >= self.length, {}
+
+
 class NaNRewardEnv(CueEnv):
     """Like CueEnv, but every reward is NaN."""
 
@@ -100,6 +129,7 @@ def register() -> None:
         ("Cue", CueEnv),
         ("Sign", SignEnv),
         ("Counter", CounterEnv),
+        ("PointMass", PointMassEnv),
         ("NaNReward", NaNRewardEnv),
         ("TextObs", TextObsEnv),
     ]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import AgentConfig, Config, ModelConfig, apply_size, validate
+from .config import AGENT_DEFAULTS, BLOCKS, Config, apply_size, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs.
@@ -23,7 +23,7 @@ def _flag(name: str) -> str:
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     """One flag per field; defaults are suppressed so we know which flags were given."""
     for f in dataclasses.fields(cls):
-        if f.name in ("model", "agent"):
+        if f.name in BLOCKS:
             continue
         name = prefix + f.name
         default = f.default
@@ -47,13 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a Dreamer agent (world model + actor-critic)")
+    train = sub.add_parser(
+        "train", help="train an agent: dreamer (default), pets (ensemble + planner) or mpc (RSSM + planner)"
+    )
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its stored config")
     train.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
     train.add_argument("--no-finish", action="store_true", help="skip the learning curve and dream at the end")
     _add_dataclass_flags(train, Config)
-    _add_dataclass_flags(train.add_argument_group("model"), ModelConfig, "model.")
-    _add_dataclass_flags(train.add_argument_group("agent"), AgentConfig, "agent.")
+    for name, cls in BLOCKS.items():
+        _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
 
     ev = sub.add_parser("eval", help="evaluate a trained run: mean ± std return, optional video")
     ev.add_argument("run", help="run folder")
@@ -68,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--horizon", type=int, default=45, help="steps it then imagines under the real actions")
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
+
+    pl = sub.add_parser("plan", help="act by planning with a trained model; latency and model uncertainty")
+    pl.add_argument("run", help="run folder (pets, mpc, or dreamer: plans in its world model)")
+    pl.add_argument("--episodes", type=int, default=5)
+    pl.add_argument("--video", action="store_true", help="write RUN/plan/plan.mp4 of the first episode")
+    pl.add_argument("--planner", choices=["cem", "mppi", "mcts"], help="override the run's planner")
+    pl.add_argument("--seed", type=int, default=0)
+
+    be = sub.add_parser("bench", help="benchmarks: `wm bench planners` times every planner's decisions")
+    be.add_argument("what", choices=["planners"])
+    be.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    be.add_argument("--decisions", type=int, default=20, help="timed decisions per planner (after 3 warm-ups)")
+    be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    be.add_argument("--size", default="XXS", help="latent model size for the *_latent rows")
     return parser
 
 
@@ -96,13 +112,15 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
         stored.steps = given.get("steps", stored.steps)
         stored.logdir = str(args.resume)
         return stored, True
-    cfg = Config()
     top = {k: v for k, v in given.items() if "." not in k}
-    cfg = dataclasses.replace(cfg, **top)
-    model = apply_size(cfg.model, cfg.size)
-    model = dataclasses.replace(model, **{k[6:]: v for k, v in given.items() if k.startswith("model.")})
-    agent = dataclasses.replace(cfg.agent, **{k[6:]: v for k, v in given.items() if k.startswith("agent.")})
-    cfg = dataclasses.replace(cfg, model=model, agent=agent)
+    agent_defaults = AGENT_DEFAULTS.get(top.get("agent", "dreamer"), {})
+    cfg = dataclasses.replace(Config(), **{**agent_defaults, **top})
+    blocks = {name: getattr(cfg, name) for name in BLOCKS}
+    blocks["model"] = apply_size(cfg.model, cfg.size)
+    for name in BLOCKS:
+        fields = {k[len(name) + 1 :]: v for k, v in given.items() if k.startswith(name + ".")}
+        blocks[name] = dataclasses.replace(blocks[name], **fields)
+    cfg = dataclasses.replace(cfg, **blocks)
     if (Path(cfg.logdir) / "config.json").exists():
         raise RunConfigError(
             f"{cfg.logdir} already holds a run. Continue it with `wm train --resume {cfg.logdir}`, "
@@ -113,9 +131,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
 
 def _flatten(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
-    flat = {k: v for k, v in d.items() if k not in ("model", "agent")}
-    flat.update({f"model.{k}": v for k, v in d["model"].items()})
-    flat.update({f"agent.{k}": v for k, v in d["agent"].items()})
+    flat = {k: v for k, v in d.items() if k not in BLOCKS}
+    for name in BLOCKS:
+        flat.update({f"{name}.{k}": v for k, v in d[name].items()})
     return flat
 
 
@@ -166,14 +184,60 @@ def cmd_dream(args: argparse.Namespace) -> int:
     m = dream(load_run(args.run), context=args.context, horizon=args.horizon, episodes=args.episodes, seed=args.seed)
     for k in (1, 10, 30):
         if k <= len(m["mse"]):
-            print(f"horizon {k:>3}: MSE {m['mse'][k - 1]:.5f}  PSNR {m['psnr'][k - 1]:.2f} dB")
+            spread = f"  ensemble member std {m['member_std'][k - 1]:.4f}" if "member_std" in m else ""
+            print(f"horizon {k:>3}: MSE {m['mse'][k - 1]:.5f}  PSNR {m['psnr'][k - 1]:.2f} dB{spread}")
     print("wrote " + ", ".join([str(Path(args.run) / "dream" / "metrics.json"), *m["files"]]))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .run.plan import plan_episodes
+    from .run.runs import load_run
+
+    r = plan_episodes(
+        load_run(args.run), episodes=args.episodes, video=args.video, seed=args.seed, planner=args.planner
+    )
+    ms = r["ms_per_action"]
+    print(
+        f"{r['planner']}: return {r['mean_return']:.1f} ± {r['std_return']:.1f} over {r['episodes']} episodes; "
+        f"{ms['median']:.1f} ms per action (median), {ms['p90']:.1f} (90th percentile)"
+    )
+    if "mean_disagreement" in r:
+        print(f"ensemble disagreement along the episodes: {r['mean_disagreement']:.4f} (mean, target-normalised)")
+    print("wrote " + ", ".join(r["files"]))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .run.bench import bench_planners
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_planners(decisions=args.decisions, size=args.size)
+    s = result["setting"]
+    print(
+        f"{s['population']} candidates, horizon {s['horizon']}, {s['iterations']} iterations; ensemble of "
+        f"{s['ensemble_members']}x{s['ensemble_units']} units; MCTS {s['mcts_simulations']} simulations; "
+        f"{s['torch_threads']} torch threads"
+    )
+    print(f"{'planner':<14}{'ms/action':>12}{'bf16':>10}")
+    for name, row in result.items():
+        if name != "setting":
+            bf16 = f"{row['ms_per_action_bf16']:.1f}" if "ms_per_action_bf16" in row else "-"
+            print(f"{name:<14}{row['ms_per_action']:>12.1f}{bf16:>10}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "eval": cmd_eval, "dream": cmd_dream}
+    commands = {"train": cmd_train, "eval": cmd_eval, "dream": cmd_dream, "plan": cmd_plan, "bench": cmd_bench}
     try:
         return commands[args.command](args)
     except (WorldModelsError, ValueError) as err:

@@ -37,8 +37,8 @@ class ModelConfig:
 
 
 @dataclass
-class AgentConfig:
-    """Actor-critic learning in imagination."""
+class DreamerConfig:
+    """Actor-critic learning in imagination (agents dreamer and mpc)."""
 
     horizon: int = _f(15, "imagination horizon")
     gamma: float = _f(0.997, "discount (1 - 1/333)")
@@ -52,6 +52,60 @@ class AgentConfig:
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range")
     imag_bf16: bool = _f(True, "imagination and actor-critic updates under bfloat16 autocast")
     sparse_imagination: bool = _f(True, "imagine with class indices and gather-based heads (exact; off: dense)")
+
+
+# The name earlier versions used for the Dreamer block.
+AgentConfig = DreamerConfig
+
+
+@dataclass
+class PlanConfig:
+    """Planning before every action (agents pets and mpc). PETS / TD-MPC2 settings."""
+
+    horizon: int = _f(15, "planning horizon in model steps")
+    population: int = _f(500, "candidate action sequences per iteration (CEM, MPPI)")
+    iterations: int = _f(5, "refits of the sampling distribution per action (CEM, MPPI)")
+    elites: int = _f(50, "best candidates CEM refits to")
+    momentum: float = _f(0.1, "share of the old mean/std CEM keeps per iteration")
+    temperature: float = _f(0.5, "MPPI temperature, in units of the scores' standard deviation")
+    init_std: float = _f(0.5, "initial sampling std, as a fraction of the action half-range")
+    min_std: float = _f(0.05, "floor of the sampling std, as a fraction of the action half-range")
+    particles: int = _f(1, "particles per ensemble member and candidate (trajectory sampling)")
+    objective: str = _f("mean", "mean | risk (mean - beta*std across members) | cvar | optimistic (+beta*std)")
+    beta: float = _f(1.0, "weight of the spread in the risk and optimistic objectives")
+    cvar_alpha: float = _f(0.1, "cvar: mean of this worst fraction of particle returns")
+    discount: float = _f(0.99, "discount of rewards along a plan")
+    policy_samples: int = _f(24, "mpc: candidates drawn from the actor's own rollouts (TD-MPC2)")
+    simulations: int = _f(32, "MCTS simulations per action")
+    c_puct: float = _f(1.25, "MCTS exploration constant of pUCT")
+    root_noise: float = _f(0.25, "MCTS Dirichlet noise mixed into the root prior while training")
+    dirichlet_alpha: float = _f(0.3, "MCTS Dirichlet concentration of the root noise")
+    bf16: bool = _f(False, "roll candidates out under bfloat16 autocast (2x at large populations)")
+
+
+@dataclass
+class EnsembleConfig:
+    """Probabilistic ensemble dynamics (agent pets)."""
+
+    members: int = _f(5, "ensemble members, each trained on its own bootstrap draws")
+    units: int = _f(64, "hidden units per member MLP (PETS: 200; 64 plans 3x faster on CPU)")
+    layers: int = _f(3, "hidden layers per member MLP")
+    lr: float = _f(1e-3, "learning rate")
+    weight_decay: float = _f(5e-5, "AdamW weight decay")
+    batch: int = _f(256, "transitions per member per update")
+
+
+AGENTS = ("dreamer", "pets", "mpc")
+PLANNERS = ("auto", "cem", "mppi", "mcts")
+OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
+
+# Run settings an agent changes from the Dreamer-tuned defaults unless given on the command line.
+# PETS fits its model from the first episode (Chua et al. 2018 start from one random trial).
+AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dreamer": {},
+    "mpc": {},
+    "pets": dict(prefill=200, eval_every=1000, log_every=200, checkpoint_every=1000),
+}
 
 
 @dataclass
@@ -79,13 +133,18 @@ class Config:
     deterministic: bool = _f(False, "deterministic torch kernels (slower)")
     threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)")
     max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)")
+    agent: str = _f("dreamer", "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner)")
+    planner: str = _f("auto", "pets and mpc: cem | mppi | mcts (auto: cem, or mcts for discrete actions)")
     model: ModelConfig = field(default_factory=ModelConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     @classmethod
     def sized(cls, size: str = "XXS", **overrides: Any) -> Config:
         """A config with the named size preset's model dimensions, e.g. ``Config.sized("S", env=...)``."""
         model = apply_size(overrides.pop("model", ModelConfig()), size)
+        overrides = {**AGENT_DEFAULTS.get(overrides.get("agent", "dreamer"), {}), **overrides}
         return cls(size=size, model=model, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,13 +156,14 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         data = dict(data)
-        model = ModelConfig(**data.pop("model", {}))
-        agent = AgentConfig(**data.pop("agent", {}))
+        if isinstance(data.get("agent"), dict):  # written before planning agents existed
+            data["dreamer"] = data.pop("agent")
+        blocks = {name: cls(**data.pop(name, {})) for name, cls in BLOCKS.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data, model=model, agent=agent)
+        return cls(**data, **blocks)
 
 
 # DreamerV3's size blocks (v1 config names xsmall..large): GRU size, MLP width, CNN depth, layers,
@@ -117,6 +177,9 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 OBS_MODES = ("state", "pixels", "both")
+
+# The nested blocks of a Config: each becomes a flag group (--model.deter, --plan.horizon, ...).
+BLOCKS = {"model": ModelConfig, "dreamer": DreamerConfig, "plan": PlanConfig, "ensemble": EnsembleConfig}
 
 
 def apply_size(model: ModelConfig, size: str) -> ModelConfig:
@@ -141,3 +204,21 @@ def validate(cfg: Config) -> None:
         )
     if cfg.envs < 1 or cfg.action_repeat < 1:
         raise ValueError("--envs and --action-repeat must be >= 1")
+    for flag, value, allowed in (
+        ("--agent", cfg.agent, AGENTS),
+        ("--planner", cfg.planner, PLANNERS),
+        ("--plan.objective", cfg.plan.objective, OBJECTIVES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    if cfg.agent == "pets" and cfg.obs != "state":
+        raise ValueError(
+            "--agent pets models state vectors (--obs state); for pixels plan in a latent model: --agent mpc"
+        )
+    if cfg.agent == "mpc" and cfg.plan.objective in ("risk", "optimistic"):
+        raise ValueError(
+            f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
+            "the latent model's particles support mean and cvar"
+        )
+    if cfg.plan.particles < 1 or cfg.ensemble.members < 1:
+        raise ValueError("--plan.particles and --ensemble.members must be >= 1")

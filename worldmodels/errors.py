@@ -30,3 +30,11 @@ class ReplayWriteError(WorldModelsError):
 
 class NonFiniteLossError(WorldModelsError):
     """A loss term became NaN or infinite; parameters were not updated with it."""
+
+
+class PlannerConfigError(WorldModelsError, ValueError):
+    """Planner settings that cannot work (elites > population, horizon 0, MCTS on continuous)."""
+
+
+class PlanningError(WorldModelsError):
+    """Planning could not pick an action, e.g. every candidate's score was NaN."""

@@ -12,12 +12,23 @@ from torch import Tensor, nn
 
 from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
 from ..behavior.returns import ReturnScale, lambda_returns
-from ..config import AgentConfig, ModelConfig
+from ..config import DreamerConfig, ModelConfig
 from ..errors import NonFiniteLossError
 from ..models.rssm import LatentState
 from ..models.world_model import WorldModel
 from ..nn.layers import SparseFeat, time_slice
 from ..specs import ActionSpec, ObsSpec
+
+
+def check_finite(terms: dict[str, Tensor]) -> None:
+    """Raise before an optimiser step if any loss term is NaN or infinite."""
+    for name, value in terms.items():
+        v = float(value.detach())
+        if not math.isfinite(v):
+            raise NonFiniteLossError(
+                f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
+                "rates or check the data for NaN/inf values (rewards, observations)."
+            )
 
 
 class PolicyCarry(NamedTuple):
@@ -55,6 +66,7 @@ class Dreamer(nn.Module):
     ):
         super().__init__()
         self.world_model = world_model
+        self.obs_spec = world_model.obs_spec
         self.action_spec = action_spec
         feat, onehot = world_model.rssm.feat_dim, world_model.rssm.onehot
         self.actor = Actor(
@@ -68,11 +80,40 @@ class Dreamer(nn.Module):
         self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
         self.imag_bf16, self.model_bf16 = imag_bf16, model_bf16
         self.sparse_imagination = sparse_imagination
+        self._replay_shape = (16, 32)
         self.optimizers = {
             "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
             "actor": torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5),
             "critic": torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=1e-5),
         }
+
+    # ---------------------------------------------------------- trainer API
+    kind = "dreamer"
+
+    def configure_replay(self, batch: int, seq_len: int) -> None:
+        self._replay_shape = (batch, seq_len)
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        """Sequences the trainer samples per update: ``(batch, seq_len)``."""
+        return self._replay_shape
+
+    @property
+    def replayed_per_update(self) -> int:
+        return self._replay_shape[0] * self._replay_shape[1]
+
+    def parameter_counts(self) -> dict[str, int]:
+        def count(m: nn.Module) -> int:
+            return sum(p.numel() for p in m.parameters())
+
+        return {"world_model": count(self.world_model), "actor": count(self.actor), "critic": count(self.critic)}
+
+    def describe(self) -> str:
+        rssm, counts = self.world_model.rssm, self.parameter_counts()
+        return (
+            f"GRU {rssm.deter_dim}, latent {rssm.stoch_dim}x{rssm.classes}; parameters: world model "
+            f"{counts['world_model']:,}, actor {counts['actor']:,}, critic {counts['critic']:,}"
+        )
 
     # ---------------------------------------------------------------- acting
     def initial_carry(self, batch: int) -> PolicyCarry:
@@ -104,13 +145,13 @@ class Dreamer(nn.Module):
         assert set(losses) == set(scales), (sorted(losses), sorted(scales))
         terms = {k: v.mean() for k, v in losses.items()}
         model_loss = sum(scales[k] * v for k, v in terms.items())
-        self._check_finite(terms)
+        check_finite(terms)
         self._step("model", model_loss, self.world_model, self.model_clip)
 
         start = posts.detach().map(lambda x: x.reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
         ac_losses, ac_metrics = self._imagination_losses(start, start_cont)
-        self._check_finite(ac_losses)
+        check_finite(ac_losses)
         self._step("critic", ac_losses["critic"], self.critic, self.ac_clip)
         self._step("actor", ac_losses["actor"], self.actor, self.ac_clip)
         self.slow_critic.update(self.critic, self.slow_fraction)
@@ -167,16 +208,6 @@ class Dreamer(nn.Module):
         torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
         opt.step()
 
-    @staticmethod
-    def _check_finite(terms: dict[str, Tensor]) -> None:
-        for name, value in terms.items():
-            v = float(value.detach())
-            if not math.isfinite(v):
-                raise NonFiniteLossError(
-                    f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
-                    "rates or check the data for NaN/inf values (rewards, observations)."
-                )
-
     # ----------------------------------------------------------- checkpoints
     def optimizer_state(self) -> dict:
         return {k: opt.state_dict() for k, opt in self.optimizers.items()}
@@ -186,8 +217,10 @@ class Dreamer(nn.Module):
             opt.load_state_dict(state[k])
 
 
-def make_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig, agent: AgentConfig) -> Dreamer:
-    """Build a Dreamer agent from the config blocks."""
+def make_dreamer(
+    obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig, agent: DreamerConfig, cls: type = None
+) -> Dreamer:
+    """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks."""
     wm = WorldModel(
         obs_spec,
         action_spec.dim,
@@ -204,7 +237,7 @@ def make_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig,
         kl_rep=model.kl_rep,
         bins=model.bins,
     )
-    return Dreamer(
+    return (cls or Dreamer)(
         wm,
         action_spec,
         units=model.units,

@@ -63,6 +63,11 @@ class Actor(nn.Module):
         action = dist.mean if mode else dist.sample()
         return action.clamp(-1, 1) if clip else action
 
+    def probs(self, feat: Feat) -> Tensor:
+        """Action probabilities ``(..., A)`` of a discrete policy (unimix included)."""
+        assert self.discrete, "probs is defined for discrete actions"
+        return self._params(feat).exp()
+
     def log_prob_entropy(self, feat: Feat, action: Tensor) -> tuple[Tensor, Tensor]:
         """Log-probability of ``action`` and the policy entropy, both ``(...)``."""
         params = self._params(feat)

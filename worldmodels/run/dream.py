@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.ensemble import GaussianEnsemble
 from ..specs import IMAGE, VECTOR
 from . import plots
 from .collect import Episode, run_episode
@@ -28,6 +29,8 @@ def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[s
     Returns model outputs for steps ``0 .. context+H-1`` (reconstructions, then predictions),
     where ``H = min(horizon, len(ep) - context)``.
     """
+    if isinstance(run.world_model, GaussianEnsemble):
+        return ensemble_open_loop(run.world_model, ep, context, horizon)
     wm = run.world_model
     H = min(horizon, len(ep) - context)
     steps = {k: torch.as_tensor(v).unsqueeze(0) for k, v in ep.steps.items()}  # (1, T, ...)
@@ -41,6 +44,31 @@ def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[s
     feat = torch.cat([posts.feat(), states.feat()], 1)
     pred = wm.predict(feat)
     return {k: v[0].numpy() for k, v in pred.items() if k in (IMAGE, VECTOR)}
+
+
+@torch.no_grad()
+def ensemble_open_loop(
+    ensemble: GaussianEnsemble, ep: Episode, context: int, horizon: int, particles: int = 8
+) -> dict[str, np.ndarray]:
+    """Trajectory sampling from the last context state under the episode's actions.
+
+    The ensemble is Markov, so the context steps are the real states themselves. Returns the
+    particles' mean ``vector``, their ``std`` (aleatoric and epistemic), and ``disagreement``:
+    the spread of the members' mean predictions (epistemic alone), averaged over dimensions.
+    """
+    H = min(horizon, len(ep) - context)
+    real = torch.as_tensor(ep.steps[VECTOR]).float()
+    actions = torch.as_tensor(ep.steps["action"]).float()[context - 1 : context - 1 + H]
+    roll = ensemble.rollout(real[context - 1], actions[None], particles_per_member=particles)
+    states = roll.states[0]  # (K, M, H, D)
+    mean, std = states.mean((0, 1)), states.std((0, 1), unbiased=False)
+    member_spread = states.mean(1).std(0, unbiased=False).mean(-1)  # (H,)
+    zeros = torch.zeros(context, real.shape[1])
+    return {
+        VECTOR: torch.cat([real[:context], mean]).numpy(),
+        "std": torch.cat([zeros, std]).numpy(),
+        "disagreement": torch.cat([zeros[:, 0], member_spread]).numpy(),
+    }
 
 
 def _psnr(mse: np.ndarray, peak: float) -> np.ndarray:
@@ -62,12 +90,15 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
     usable = [e for e in eps if len(e) > context]
     if not usable:
         raise ValueError(f"held-out episodes had {[len(e) for e in eps]} steps; need more than --context {context}")
-    key = IMAGE if run.world_model.obs_spec.image is not None else VECTOR
+    key = IMAGE if run.agent.obs_spec.image is not None else VECTOR
     errs: list[list[float]] = [[] for _ in range(horizon)]
     base_errs: list[list[float]] = [[] for _ in range(horizon)]
     first: tuple[Episode, dict] | None = None
+    spread: list[list[float]] = [[] for _ in range(horizon)]
     for ep in usable:
         pred = open_loop(run, ep, context, horizon)
+        for k, d in enumerate(pred.get("disagreement", [])[context:]):
+            spread[k].append(float(d))
         real = ep.steps[key].astype(np.float32)
         if key == IMAGE:
             real = real / 255.0
@@ -93,6 +124,8 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
         "observation": key,
         "env_steps": int(run.counters.get("env_steps", 0)),
     }
+    if any(spread):  # an ensemble: how far its members drift apart along the rollout
+        metrics["member_std"] = [float(np.mean(s)) for s in spread[:n]]
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     title = f"{run.config.env} ({key}), context {context}"
     metrics["files"] = [
@@ -104,7 +137,8 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
     else:
         T = len(pred[VECTOR])
         real = ep.steps[VECTOR][:T]
-        path = plots.trajectories(real, pred[VECTOR], context, out_dir / "trajectories.png", title)
+        std = pred["std"][:T] if "std" in pred else None
+        path = plots.trajectories(real, pred[VECTOR], context, out_dir / "trajectories.png", title, std)
         metrics["files"].append(str(path))
         frames = _state_frames(run, real, pred[VECTOR])
         if frames is None:  # no renderer for arbitrary states: animate the trajectory plot

@@ -53,8 +53,10 @@ def horizon_metrics(metrics: dict[str, list[float]], path: Path, title: str, wha
     return path
 
 
-def trajectories(real: np.ndarray, pred: np.ndarray, context: int, path: Path, title: str) -> Path:
-    """Real vs predicted ``(T, D)`` state trajectories, one panel per dimension."""
+def trajectories(
+    real: np.ndarray, pred: np.ndarray, context: int, path: Path, title: str, std: np.ndarray | None = None
+) -> Path:
+    """Real vs predicted ``(T, D)`` state trajectories, one panel per dimension; ``std`` adds a ±1 std band."""
     dims = real.shape[1]
     cols = min(dims, 4)
     rows = (dims + cols - 1) // cols
@@ -66,7 +68,9 @@ def trajectories(real: np.ndarray, pred: np.ndarray, context: int, path: Path, t
             ax.axis("off")
             continue
         ax.plot(t, real[:, d], color="black", label="real")
-        ax.plot(t, pred[:, d], color="tab:red", label="model")
+        ax.plot(t, pred[:, d], color="tab:red", label="model" if std is None else "model mean ± std")
+        if std is not None:
+            ax.fill_between(t, pred[:, d] - std[:, d], pred[:, d] + std[:, d], color="tab:red", alpha=0.25, lw=0)
         ax.axvline(context - 0.5, color="gray", ls=":")
         ax.set_title(f"dim {d}", fontsize=9)
         if d == 0:

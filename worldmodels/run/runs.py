@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..agents.dreamer import Dreamer, make_dreamer
+from ..agents.mpc import make_mpc
+from ..agents.pets import PETS, make_pets
 from ..config import Config
 from ..envs.adapter import ModelEnv
 from ..envs.make import make_env
@@ -60,19 +60,20 @@ def probe_specs(cfg: Config) -> tuple[ObsSpec, ActionSpec]:
         env.close()
 
 
-def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec) -> Dreamer:
-    return make_dreamer(obs_spec, action_spec, cfg.model, cfg.agent)
+Agent = Dreamer | PETS
 
 
-def parameter_counts(agent: Dreamer) -> dict[str, int]:
-    def count(m: torch.nn.Module) -> int:
-        return sum(p.numel() for p in m.parameters())
+def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec) -> Agent:
+    """The agent ``cfg.agent`` names, with the trainer's replay batch shape."""
+    if cfg.agent == "pets":
+        return make_pets(obs_spec, action_spec, cfg)
+    agent = (make_mpc if cfg.agent == "mpc" else make_dreamer_from)(obs_spec, action_spec, cfg)
+    agent.configure_replay(cfg.batch, cfg.seq_len)
+    return agent
 
-    return {
-        "world_model": count(agent.world_model),
-        "actor": count(agent.actor),
-        "critic": count(agent.critic),
-    }
+
+def make_dreamer_from(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> Dreamer:
+    return make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer)
 
 
 @dataclass
@@ -81,12 +82,13 @@ class LoadedRun:
 
     run_dir: Path
     config: Config
-    agent: Dreamer
+    agent: Agent
     counters: dict
 
     @property
     def world_model(self):
-        return self.agent.world_model
+        """The RSSM world model, or for PETS the probabilistic ensemble."""
+        return self.agent.ensemble if isinstance(self.agent, PETS) else self.agent.world_model
 
     def make_env(self) -> ModelEnv:
         return make_single_env(self.config)

@@ -17,7 +17,7 @@ from ..errors import NonFiniteLossError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, random_policy, run_episode
 from .logger import MetricsLogger, ProgressBar
-from .runs import build_agent, env_kwargs, make_single_env, parameter_counts, probe_specs, write_config
+from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
 
 
 def seed_everything(seed: int, deterministic: bool) -> np.random.Generator:
@@ -71,9 +71,10 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
-        self.obs_spec, self.action_spec = probe_specs(cfg)  # bad env ids fail before a folder is made
-        write_config(self.run_dir, cfg)
+        # Bad env ids and settings the agent cannot take fail before a run folder is made.
+        self.obs_spec, self.action_spec = probe_specs(cfg)
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
+        write_config(self.run_dir, cfg)
         self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
         if resume:
             self._restore()
@@ -161,12 +162,9 @@ class Trainer:
         self.echo("  ".join(parts))
 
     def _announce(self) -> None:
-        cfg, counts, m = self.cfg, parameter_counts(self.agent), self.cfg.model
-        self.echo(
-            f"model (size {cfg.size}): GRU {m.deter}, latent {m.stoch}x{m.classes}, MLP {m.units}x{m.layers}; "
-            f"parameters: world model {counts['world_model']:,}, actor {counts['actor']:,}, "
-            f"critic {counts['critic']:,}"
-        )
+        cfg = self.cfg
+        size = "" if cfg.agent == "pets" else f" (size {cfg.size})"
+        self.echo(f"agent {cfg.agent}{size}: {self.agent.describe()}")
         per_step = step_bytes(self.obs_spec, self.action_spec)
         self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat) * per_step
@@ -193,9 +191,10 @@ class Trainer:
     def _train_due(self) -> None:
         """Train until replayed steps / policy steps after prefill reaches the train ratio."""
         c, cfg = self.counters, self.cfg
-        due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / (cfg.batch * cfg.seq_len))
-        while c["train_steps"] < due and len(self.store) >= cfg.seq_len:
-            batch = to_torch(self.store.sample(cfg.batch, cfg.seq_len, self.np_rng))
+        due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / self.agent.replayed_per_update)
+        rows, length = self.agent.replay_shape
+        while c["train_steps"] < due and len(self.store) >= length:
+            batch = to_torch(self.store.sample(rows, length, self.np_rng))
             self.logger.add(self.agent.train_step(batch))
             c["train_steps"] += 1
 

@@ -1,0 +1,141 @@
+"""Latent MPC: the Dreamer world model and actor-critic, acting by planning in the latent space.
+
+Training is Dreamer's (world model on replay, actor-critic in imagination). Acting differs:
+before every step the planner tries action sequences in the RSSM from the current posterior,
+scoring each by imagined rewards plus the critic's value at the horizon (PlaNet's latent
+planning with TD-MPC2's value bootstrap and policy proposals). Discrete actions use MCTS with
+the actor as pUCT prior and the critic at the leaves (MuZero-style).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import Config
+from ..models.rssm import LatentState
+from ..planning import MCTS
+from ..planning.objectives import discounted_return, summarize
+from ..specs import ActionSpec, ObsSpec
+from .dreamer import Dreamer, PolicyCarry, make_dreamer
+from .planners import build_planner
+
+
+class LatentMPC(Dreamer):
+    kind = "mpc"
+
+    def setup_planning(
+        self,
+        planner,
+        *,
+        particles: int = 1,
+        objective: str = "mean",
+        cvar_alpha: float = 0.1,
+        discount: float = 0.99,
+        policy_samples: int = 24,
+        bf16: bool = False,
+    ) -> LatentMPC:
+        self.planner, self.particles, self.objective_kind = planner, particles, objective
+        self.cvar_alpha, self.discount, self.policy_samples, self.plan_bf16 = cvar_alpha, discount, policy_samples, bf16
+        self._plans: list[Tensor | None] = []
+        return self
+
+    def describe(self) -> str:
+        return f"{super().describe()}; planner {type(self.planner).__name__}"
+
+    def _autocast_plan(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.plan_bf16 else contextlib.nullcontext()
+
+    # ------------------------------------------------------------ objective
+    def objective(self, start: LatentState):
+        """Scores of action sequences ``(N, H, A)`` from one posterior ``start (1,)``."""
+        wm, m = self.world_model, self.particles
+
+        def score(actions: Tensor) -> Tensor:
+            n = actions.shape[0]
+            rows = start.map(lambda x: x.expand(n * m, *x.shape[1:]))
+            with self._autocast_plan():
+                states, _ = wm.imagine(rows, actions.repeat_interleave(m, 0))
+                feat = states.feat()
+                heads = wm.predict(feat, decode_obs=False)
+                value = self.slow_critic(feat[:, -1]).mean()
+            returns = discounted_return(heads["reward"].float(), heads["cont"].float(), self.discount, value.float())
+            return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
+
+        return score
+
+    def proposals(self, start: LatentState) -> Tensor | None:
+        """The actor's own imagined action sequences, offered to the planner as candidates."""
+        if self.policy_samples < 1:
+            return None
+        rows = start.map(lambda x: x.expand(self.policy_samples, *x.shape[1:]))
+        with self._autocast_plan():
+            _, actions = self.world_model.imagine(rows, lambda s: self.actor.act(s.feat()), self.planner.horizon)
+        return actions.float()
+
+    # --------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(
+        self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None = None, mode: bool = False
+    ) -> tuple[Tensor, PolicyCarry]:
+        batch = is_first.shape[0]
+        carry = self.initial_carry(batch) if carry is None else carry
+        obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
+        post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))
+        post = post.map(lambda x: x[:, 0])
+        if len(self._plans) != batch:
+            self._plans = [None] * batch
+        actions = []
+        for i in range(batch):
+            start = post.map(lambda x: x[i : i + 1])
+            if isinstance(self.planner, MCTS):
+                actions.append(self._search(start, explore=not mode))
+                continue
+            self.planner.reset()
+            init = None if bool(is_first[i]) else self._plans[i]
+            result = self.planner.plan(self.objective(start), init=init, candidates=self.proposals(start))
+            self._plans[i] = self.planner.mean
+            actions.append(result.actions[0])
+        action = torch.stack(actions)
+        return action, PolicyCarry(post, action)
+
+    def _search(self, start: LatentState, explore: bool) -> Tensor:
+        wm, eye = self.world_model, torch.eye(self.action_spec.dim)
+
+        def step(state: LatentState, a: int):
+            nxt = wm.rssm.img_step(state, eye[a : a + 1], sample=False)  # the prior's mode: a deterministic tree
+            heads = wm.predict(nxt.feat(), decode_obs=False)
+            return nxt, float(heads["reward"]), float(heads["cont"])
+
+        def value(state: LatentState) -> float:
+            return float(self.slow_critic(state.feat()).mean())
+
+        def prior(state: LatentState) -> Tensor:
+            return self.actor.probs(state.feat())[0]
+
+        mcts: MCTS = self.planner
+        noise = mcts.root_noise
+        mcts.root_noise = noise if explore else 0.0
+        try:
+            result = mcts.search(start, step, value, prior)
+        finally:
+            mcts.root_noise = noise
+        index = int(torch.multinomial(result.visits / result.visits.sum(), 1)) if explore else result.action
+        return F.one_hot(torch.tensor(index), self.action_spec.dim).float()
+
+
+def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentMPC:
+    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC)
+    p = cfg.plan
+    return agent.setup_planning(
+        build_planner(cfg.planner, action_spec, p),
+        particles=p.particles,
+        objective=p.objective,
+        cvar_alpha=p.cvar_alpha,
+        discount=p.discount,
+        policy_samples=p.policy_samples,
+        bf16=p.bf16,
+    )

@@ -1,0 +1,202 @@
+"""PETS (Chua et al. 2018): a probabilistic ensemble of state dynamics, and a planner that acts.
+
+No policy is learned: before every action the planner tries action sequences in the ensemble
+(trajectory sampling, each particle keeping one member) and executes the first action of the
+best plan. Continuous actions plan with CEM or MPPI; discrete ones with MCTS over the
+ensemble's mean prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import Config
+from ..models.ensemble import GaussianEnsemble
+from ..planning import MCTS
+from ..planning.objectives import discounted_return, summarize
+from ..specs import VECTOR, ActionSpec, ObsSpec
+from .dreamer import check_finite
+from .planners import build_planner
+
+
+class PlanCarry(NamedTuple):
+    """Per env: the previous plan shifted by one step (the warm start), or None after a reset."""
+
+    plans: list[Tensor | None]
+
+
+class PETS(nn.Module):
+    kind = "pets"
+
+    def __init__(
+        self,
+        obs_spec: ObsSpec,
+        action_spec: ActionSpec,
+        *,
+        ensemble: GaussianEnsemble,
+        planner,
+        lr: float,
+        weight_decay: float,
+        batch: int,
+        particles: int = 1,
+        objective: str = "mean",
+        beta: float = 1.0,
+        cvar_alpha: float = 0.1,
+        discount: float = 0.99,
+        bf16: bool = False,
+    ):
+        super().__init__()
+        self.obs_spec, self.action_spec = obs_spec, action_spec
+        self.ensemble, self.planner = ensemble, planner
+        self.batch, self.particles = batch, particles
+        self.objective_kind, self.beta, self.cvar_alpha, self.discount = objective, beta, cvar_alpha, discount
+        self.bf16 = bf16
+        self.optimizers = {"model": torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)}
+
+    # ---------------------------------------------------------- trainer API
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        """Sequences the trainer samples per update: one transition per row, ``batch`` per member."""
+        return self.ensemble.members * self.batch, 2
+
+    @property
+    def replayed_per_update(self) -> int:
+        return self.batch
+
+    def describe(self) -> str:
+        e = self.ensemble
+        params = sum(p.numel() for p in e.parameters())
+        return (
+            f"PETS: {e.members} Gaussian MLPs of {len(e.hidden)}x{e.hidden[0].weight.shape[-1]} units "
+            f"({params:,} parameters); planner {type(self.planner).__name__}"
+        )
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {"ensemble": sum(p.numel() for p in self.ensemble.parameters())}
+
+    # -------------------------------------------------------------- training
+    def transitions(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``(K*B, 2)`` replay rows -> member-wise transitions ``(K, B, ...)``; each member its own draws."""
+        k = self.ensemble.members
+
+        def split(x: Tensor) -> Tensor:
+            return x.reshape(k, -1, *x.shape[1:])
+
+        obs = batch[VECTOR].float()
+        return {
+            "obs": split(obs[:, 0]),
+            "action": split(batch["action"][:, 0].float()),
+            "reward": split(batch["reward"][:, 1].float()),
+            "next_obs": split(obs[:, 1]),
+            "terminal": split(batch["is_terminal"][:, 1]),
+            # Row 1 starting a new episode means row 0 was an episode's last step: no transition.
+            "mask": split(~batch["is_first"][:, 1].bool()),
+        }
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        self.train()
+        t = self.transitions(batch)
+        valid = t["mask"]
+        e = self.ensemble
+        e.inputs.update(torch.cat([t["obs"], t["action"]], -1)[valid])
+        e.targets.update(torch.cat([t["next_obs"] - t["obs"], t["reward"][..., None]], -1)[valid])
+        loss, metrics = e.loss(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminal"], valid)
+        check_finite({"ensemble_nll": loss})
+        opt = self.optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss/ensemble": loss.item(), **{f"ensemble/{k}": v.item() for k, v in metrics.items()}}
+
+    def optimizer_state(self) -> dict:
+        return {k: opt.state_dict() for k, opt in self.optimizers.items()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state[k])
+
+    # ---------------------------------------------------------------- acting
+    def objective(self, obs: Tensor):
+        """Scores of action sequences ``(N, H, A)`` from state ``obs (D,)``."""
+
+        def score(actions: Tensor) -> Tensor:
+            with self._autocast():
+                roll = self.ensemble.rollout(obs, actions, particles_per_member=self.particles)
+            returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount)  # (N, K, M)
+            return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
+
+        return score
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    @torch.no_grad()
+    def act(
+        self, obs: dict[str, Tensor], is_first: Tensor, carry: PlanCarry | None = None, mode: bool = False
+    ) -> tuple[Tensor, PlanCarry]:
+        """Plan from each env's state; ``mode`` only matters for MCTS (most visited vs sampled)."""
+        self.eval()
+        states = obs[VECTOR].float()
+        n = states.shape[0]
+        plans = carry.plans if carry is not None else [None] * n
+        actions, new_plans = [], []
+        for i in range(n):
+            if isinstance(self.planner, MCTS):
+                actions.append(self._search(states[i], explore=not mode))
+                new_plans.append(None)
+                continue
+            init = None if bool(is_first[i]) else plans[i]
+            self.planner.reset()
+            result = self.planner.plan(self.objective(states[i]), init=init)
+            actions.append(result.actions[0])
+            new_plans.append(self.planner.mean)
+        return torch.stack(actions), PlanCarry(new_plans)
+
+    def _search(self, state: Tensor, explore: bool) -> Tensor:
+        """MCTS over the ensemble's mean prediction (members averaged); no value: reward sums."""
+        eye = torch.eye(self.action_spec.dim)
+        k = self.ensemble.members
+
+        def step(s: Tensor, a: int):
+            x, r, c = self.ensemble.step(s.expand(k, 1, -1), eye[a].expand(k, 1, -1), sample=False)
+            return x.mean(0)[0], float(r.mean()), float(c.mean())
+
+        mcts: MCTS = self.planner
+        noise = mcts.root_noise
+        mcts.root_noise = noise if explore else 0.0
+        try:
+            result = mcts.search(state, step, value=lambda s: 0.0)
+        finally:
+            mcts.root_noise = noise
+        if explore:
+            index = int(torch.multinomial(result.visits / result.visits.sum(), 1))
+        else:
+            index = result.action
+        return F.one_hot(torch.tensor(index), self.action_spec.dim).float()
+
+
+def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
+    if obs_spec.vector is None or obs_spec.image is not None:
+        raise ValueError("--agent pets models state vectors: use --obs state (for pixels: --agent mpc)")
+    e, p = cfg.ensemble, cfg.plan
+    ensemble = GaussianEnsemble(obs_spec.vector, action_spec.dim, members=e.members, units=e.units, layers=e.layers)
+    return PETS(
+        obs_spec,
+        action_spec,
+        ensemble=ensemble,
+        planner=build_planner(cfg.planner, action_spec, p),
+        lr=e.lr,
+        weight_decay=e.weight_decay,
+        batch=e.batch,
+        particles=p.particles,
+        objective=p.objective,
+        beta=p.beta,
+        cvar_alpha=p.cvar_alpha,
+        discount=p.discount,
+        bf16=p.bf16,
+    )

@@ -1,0 +1,53 @@
+"""Choosing and building a planner for an agent from the ``plan`` config block."""
+
+from __future__ import annotations
+
+from ..config import PlanConfig
+from ..errors import PlannerConfigError
+from ..planning import MCTS, ShootingPlanner, make_planner
+from ..specs import ActionSpec
+
+
+def resolve_planner(name: str, action_spec: ActionSpec) -> str:
+    """``auto`` becomes mcts for discrete actions and cem otherwise; mismatches are errors."""
+    if name == "auto":
+        return "mcts" if action_spec.discrete else "cem"
+    if name == "mcts" and not action_spec.discrete:
+        raise PlannerConfigError(
+            f"--planner mcts searches over discrete actions, but this env's actions are continuous "
+            f"({action_spec.dim}-dimensional); use --planner cem or mppi"
+        )
+    if name in ("cem", "mppi") and action_spec.discrete:
+        raise PlannerConfigError(
+            f"--planner {name} optimises continuous action sequences, but this env has {action_spec.dim} "
+            "discrete actions; use --planner mcts"
+        )
+    return name
+
+
+def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig) -> ShootingPlanner | MCTS:
+    name = resolve_planner(name, action_spec)
+    if name == "mcts":
+        return MCTS(
+            action_spec.dim,
+            simulations=plan.simulations,
+            discount=plan.discount,
+            c_puct=plan.c_puct,
+            dirichlet_alpha=plan.dirichlet_alpha,
+            root_noise=plan.root_noise,
+        )
+    common = dict(
+        horizon=plan.horizon,
+        population=plan.population,
+        iterations=plan.iterations,
+        init_std=plan.init_std,
+        min_std=plan.min_std,
+    )
+    if name == "cem":
+        if plan.elites > plan.population:
+            raise PlannerConfigError(
+                f"--plan.elites {plan.elites} exceeds --plan.population {plan.population}; "
+                f"elites are chosen from the population, so use at most {plan.population}"
+            )
+        return make_planner("cem", action_spec.dim, elites=plan.elites, momentum=plan.momentum, **common)
+    return make_planner("mppi", action_spec.dim, temperature=plan.temperature, **common)

@@ -1,0 +1,181 @@
+"""Probabilistic ensemble dynamics (PETS): K Gaussian MLPs over next-state deltas and reward.
+
+Each member maps ``[obs, action]`` to a diagonal Gaussian over ``[obs' - obs, reward]`` (in
+normalised units) and a terminal logit. Log-variances are soft-bounded by learned limits, as in
+Chua et al. 2018. Members are trained on independent bootstrap draws of the replay, so where the
+data ends they disagree: ``disagreement`` turns that into one number per state.
+
+Trajectory sampling (TS-inf): a particle keeps one member for its whole rollout, and samples
+that member's Gaussian at each step, so the spread of returns shows both aleatoric noise (within
+a member) and epistemic uncertainty (between members).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers applied to ``(K, B, in)`` with one batched matmul."""
+
+    def __init__(self, members: int, inp: int, out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, inp, out))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out))
+        bound = 1 / math.sqrt(inp)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class Normalizer(nn.Module):
+    """Running mean/std over every sample seen (Chan et al.'s parallel update), in buffers."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros(()))
+
+    def update(self, x: Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    @property
+    def std(self) -> Tensor:
+        return self.var.sqrt().clamp_min(1e-6)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x * self.std + self.mean
+
+
+class Prediction(NamedTuple):
+    mean: Tensor  # (K, B, D+1) normalised [delta, reward]
+    logvar: Tensor  # (K, B, D+1)
+    terminal_logit: Tensor  # (K, B)
+
+
+class Rollout(NamedTuple):
+    rewards: Tensor  # (N, K, M, H)
+    conts: Tensor  # (N, K, M, H) probability the episode goes on after each step
+    states: Tensor  # (N, K, M, H, D) predicted next observations
+
+
+class GaussianEnsemble(nn.Module):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        members: int = 5,
+        units: int = 200,
+        layers: int = 3,
+        min_logvar: float = -10.0,
+        max_logvar: float = 0.5,
+    ):
+        super().__init__()
+        self.obs_dim, self.action_dim, self.members = obs_dim, action_dim, members
+        out = obs_dim + 1
+        dims = [obs_dim + action_dim] + [units] * layers
+        self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.head = EnsembleLinear(members, dims[-1], 2 * out + 1)
+        self.max_logvar = nn.Parameter(torch.full((out,), max_logvar))
+        self.min_logvar = nn.Parameter(torch.full((out,), min_logvar))
+        self.inputs = Normalizer(obs_dim + action_dim)
+        self.targets = Normalizer(out)
+
+    # ------------------------------------------------------------- forward
+    def forward(self, obs: Tensor, action: Tensor) -> Prediction:
+        """``obs (K, B, D)``, ``action (K, B, A)`` -> per-member Gaussians in normalised units."""
+        x = self.inputs.normalize(torch.cat([obs, action], -1))
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        out = self.head(x)
+        d = self.obs_dim + 1
+        mean, raw, term = out[..., :d], out[..., d : 2 * d], out[..., -1]
+        logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return Prediction(mean, logvar, term)
+
+    def loss(
+        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, mask: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Gaussian NLL (+ terminal BCE) for member-wise batches ``(K, B, ...)``; ``mask`` drops invalid rows."""
+        target = self.targets.normalize(torch.cat([next_obs - obs, reward[..., None]], -1))
+        pred = self(obs, action)
+        nll = 0.5 * (((pred.mean - target) ** 2) * torch.exp(-pred.logvar) + pred.logvar).mean(-1)
+        bce = F.binary_cross_entropy_with_logits(pred.terminal_logit, terminal.float(), reduction="none")
+        weight = mask.float() / mask.float().sum(-1, keepdim=True).clamp_min(1)
+        nll, bce = (nll * weight).sum(-1).sum(), (bce * weight).sum(-1).sum()
+        # Keeps the learned log-variance limits tight (PETS).
+        bound = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
+        mse = (((pred.mean - target) ** 2).mean(-1) * weight).sum(-1).mean()
+        return nll + bce + bound, {"nll": nll / self.members, "terminal": bce / self.members, "mse": mse}
+
+    # ------------------------------------------------------------- predict
+    def step(self, obs: Tensor, action: Tensor, *, sample: bool = True, generator=None) -> tuple[Tensor, Tensor, Tensor]:
+        """One model step of ``(K, B, ...)`` particles: next obs (sampled or mean), reward, continue prob."""
+        pred = self(obs, action)
+        y = pred.mean
+        if sample:
+            eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            y = y + torch.exp(0.5 * pred.logvar) * eps
+        delta = self.targets.denormalize(y)
+        reward = self.targets.denormalize(pred.mean)[..., -1]  # expected reward (PETS)
+        return obs + delta[..., :-1], reward, 1.0 - torch.sigmoid(pred.terminal_logit)
+
+    @torch.no_grad()
+    def rollout(
+        self, obs: Tensor, actions: Tensor, *, particles_per_member: int = 1, sample: bool = True, generator=None
+    ) -> Rollout:
+        """Trajectory sampling from one state ``obs (D,)`` under ``actions (N, H, A)``."""
+        n, horizon, _ = actions.shape
+        k, m = self.members, particles_per_member
+        x = obs.float().reshape(1, 1, -1).expand(k, n * m, -1)
+        acts = actions.float().repeat_interleave(m, 0)  # (N*M, H, A), particle-major within a candidate
+        rewards, conts, states = [], [], []
+        for t in range(horizon):
+            x, r, c = self.step(x, acts[:, t].expand(k, -1, -1), sample=sample, generator=generator)
+            rewards.append(r)
+            conts.append(c)
+            states.append(x)
+
+        def arrange(seq: list[Tensor]) -> Tensor:  # H x (K, N*M, ...) -> (N, K, M, H, ...)
+            y = torch.stack(seq, 2)  # (K, N*M, H, ...)
+            y = y.reshape(k, n, m, *y.shape[2:])
+            return y.transpose(0, 1)
+
+        return Rollout(arrange(rewards), arrange(conts), arrange(states))
+
+    @torch.no_grad()
+    def predict_members(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Every member's mean and variance of the next obs, ``(K, B, D)``, for ``obs (B, D)``."""
+        k = self.members
+        pred = self(obs.float().expand(k, -1, -1), action.float().expand(k, -1, -1))
+        mean = self.targets.denormalize(pred.mean)[..., :-1] + obs
+        var = torch.exp(pred.logvar)[..., :-1] * self.targets.var[:-1]
+        return mean, var
+
+    @torch.no_grad()
+    def disagreement(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Epistemic uncertainty per state ``(B,)``: variance across members of the predicted
+        next-state mean, in units of the target spread, averaged over dimensions."""
+        pred = self(obs.float().expand(self.members, -1, -1), action.float().expand(self.members, -1, -1))
+        return pred.mean[..., :-1].var(0, unbiased=False).mean(-1)

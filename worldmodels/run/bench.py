@@ -1,0 +1,77 @@
+"""``wm bench planners``: decision latency of every planner on an ensemble and a latent model.
+
+The setting of issue 3: a 5-member ensemble, 500 candidates, horizon 15, 5 iterations, one
+particle per member and candidate; Pendulum's sizes (3-D state, 1-D action), CartPole's for
+MCTS (4-D state, 2 actions). The latent rows use the RSSM of the given size with the same
+planner settings (plus the actor's 24 proposals). Weights are untrained: latency does not
+depend on them. Timed with the torch threads of this process, after warm-up decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import torch
+
+from ..agents.mpc import make_mpc
+from ..agents.pets import make_pets
+from ..config import Config, PlanConfig, apply_size
+from ..specs import VECTOR, ActionSpec, ObsSpec
+
+CASES = {
+    # name: (agent, planner, state dim, action spec)
+    "cem": ("pets", "cem", 3, ActionSpec(1, False)),
+    "mppi": ("pets", "mppi", 3, ActionSpec(1, False)),
+    "mcts": ("pets", "mcts", 4, ActionSpec(2, True)),
+    "cem_latent": ("mpc", "cem", 3, ActionSpec(1, False)),
+    "mppi_latent": ("mpc", "mppi", 3, ActionSpec(1, False)),
+    "mcts_latent": ("mpc", "mcts", 4, ActionSpec(2, True)),
+}
+
+
+def _decision_ms(agent, state_dim: int, decisions: int, warmup: int = 3) -> list[float]:
+    obs = {VECTOR: torch.randn(1, state_dim)}
+    carry, times = None, []
+    for i in range(warmup + decisions):
+        start = time.perf_counter()
+        _, carry = agent.act(obs, torch.tensor([i == 0]), carry, mode=True)
+        if i >= warmup:
+            times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def bench_planners(
+    *, decisions: int = 20, size: str = "XXS", plan: PlanConfig | None = None, cases: list[str] | None = None
+) -> dict:
+    plan = plan or PlanConfig()
+    out: dict = {
+        "setting": {
+            "ensemble_members": Config().ensemble.members,
+            "ensemble_units": Config().ensemble.units,
+            "population": plan.population,
+            "horizon": plan.horizon,
+            "iterations": plan.iterations,
+            "mcts_simulations": plan.simulations,
+            "latent_size": size,
+            "torch_threads": torch.get_num_threads(),
+            "decisions": decisions,
+        }
+    }
+    for name in cases or list(CASES):
+        agent_kind, planner, state_dim, action_spec = CASES[name]
+        row = {}
+        for bf16 in (False, True):
+            cfg = Config(agent=agent_kind, planner=planner, plan=dataclasses.replace(plan, bf16=bf16))
+            cfg.model = apply_size(cfg.model, size)
+            obs_spec = ObsSpec(vector=state_dim)
+            make = make_pets if agent_kind == "pets" else make_mpc
+            agent = make(obs_spec, action_spec, cfg).eval()
+            ms = _decision_ms(agent, state_dim, decisions)
+            key = "ms_per_action_bf16" if bf16 else "ms_per_action"
+            row[key] = round(statistics.median(ms), 2)
+            if planner == "mcts":
+                break  # MCTS steps one state at a time: nothing for bf16 to batch
+        out[name] = row
+    return out
