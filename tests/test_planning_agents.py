@@ -49,6 +49,41 @@ def test_pets_cli_train_resume_eval(tmp_path, capsys):
     assert main(["eval", run, "--episodes", "1"]) == 0
     assert set(json.loads((tmp_path / "pets" / "eval.json").read_text())) >= {"mean_return", "std_return"}
 
+    # wm plan: returns, latency, and the ensemble's disagreement at every real step
+    assert main(["plan", run, "--episodes", "1", "--video"]) == 0
+    plan = json.loads((tmp_path / "pets" / "plan" / "plan.json").read_text())
+    assert plan["planner"] == "CEM" and plan["ms_per_action"]["median"] > 0
+    assert len(plan["disagreement"][0]) == 200 and plan["mean_disagreement"] >= 0
+    assert (tmp_path / "pets" / "plan" / "uncertainty.png").exists()
+    assert (tmp_path / "pets" / "plan" / "plan.mp4").exists()
+    assert main(["plan", run, "--episodes", "1", "--planner", "mppi"]) == 0
+    assert json.loads((tmp_path / "pets" / "plan" / "plan.json").read_text())["planner"] == "MPPI"
+
+    # wm dream on an ensemble: open-loop error per horizon and the members' spread
+    assert main(["dream", run, "--horizon", "20", "--episodes", "1"]) == 0
+    metrics = json.loads((tmp_path / "pets" / "dream" / "metrics.json").read_text())
+    assert len(metrics["mse"]) == 20 and len(metrics["member_std"]) == 20
+    assert "horizon   1" in capsys.readouterr().out
+
+
+def test_bench_planners_writes_the_latency_table(tmp_path):
+    from worldmodels.run.bench import bench_planners
+
+    small = PlanConfig(horizon=4, population=20, iterations=2, elites=4, simulations=4, policy_samples=2)
+    result = bench_planners(decisions=1, plan=small)
+    assert set(result) == {"setting", "cem", "mppi", "mcts", "cem_latent", "mppi_latent", "mcts_latent"}
+    assert result["cem"]["ms_per_action"] > 0 and result["mppi_latent"]["ms_per_action_bf16"] > 0
+    out = tmp_path / "bench.json"
+    assert main(["bench", "planners", "--decisions", "1", "--json", str(out), "--threads", "1"]) == 0
+    assert json.loads(out.read_text())["setting"]["population"] == 500
+
+
+def test_a_dreamer_run_can_act_by_planning(tmp_path):
+    cfg = tiny_config(tmp_path, env="CartPole-v1", steps=150, prefill=120)
+    Trainer(cfg, progress=False).train()
+    assert main(["plan", cfg.logdir, "--episodes", "1"]) == 0
+    assert json.loads((tmp_path / "run" / "plan" / "plan.json").read_text())["planner"] == "MCTS"
+
 
 def test_pets_defaults_follow_the_agent(tmp_path):
     from worldmodels.cli import build_parser, resolve_config

@@ -105,7 +105,7 @@ class PointMassEnv(gym.Env):
         self.x += self.v
         self.t += 1
         obs = np.array([self.x, self.v], np.float32)
-        return obs, -self.x**2, False, self.t >= self.length, {}
+        return obs, -(self.x**2), False, self.t >= self.length, {}
 
 
 class NaNRewardEnv(CueEnv):

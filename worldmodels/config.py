@@ -133,7 +133,9 @@ class Config:
     deterministic: bool = _f(False, "deterministic torch kernels (slower)")
     threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)")
     max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)")
-    agent: str = _f("dreamer", "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner)")
+    agent: str = _f(
+        "dreamer", "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner)"
+    )
     planner: str = _f("auto", "pets and mpc: cem | mppi | mcts (auto: cem, or mcts for discrete actions)")
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)

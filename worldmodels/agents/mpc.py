@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..config import Config
 from ..models.rssm import LatentState
+from ..nn.layers import time_slice
 from ..planning import MCTS
 from ..planning.objectives import discounted_return, summarize
 from ..specs import ActionSpec, ObsSpec
@@ -51,17 +52,21 @@ class LatentMPC(Dreamer):
 
     # ------------------------------------------------------------ objective
     def objective(self, start: LatentState):
-        """Scores of action sequences ``(N, H, A)`` from one posterior ``start (1,)``."""
+        """Scores of action sequences ``(N, H, A)`` from one posterior ``start (1,)``.
+
+        Rolls out with class indices and gather-based heads (``imagine_sparse``), the same fast
+        path as actor-critic training.
+        """
         wm, m = self.world_model, self.particles
 
         def score(actions: Tensor) -> Tensor:
-            n = actions.shape[0]
+            n, horizon = actions.shape[:2]
             rows = start.map(lambda x: x.expand(n * m, *x.shape[1:]))
+            steps = iter(actions.repeat_interleave(m, 0).unbind(1))
             with self._autocast_plan():
-                states, _ = wm.imagine(rows, actions.repeat_interleave(m, 0))
-                feat = states.feat()
-                heads = wm.predict(feat, decode_obs=False)
-                value = self.slow_critic(feat[:, -1]).mean()
+                feat, _ = wm.rssm.imagine_sparse(rows, lambda f: next(steps), horizon)
+                heads = wm.predict(time_slice(feat, slice(1, None)), decode_obs=False)
+                value = self.slow_critic(time_slice(feat, slice(horizon, None))).mean()[:, 0]
             returns = discounted_return(heads["reward"].float(), heads["cont"].float(), self.discount, value.float())
             return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
 
@@ -73,7 +78,7 @@ class LatentMPC(Dreamer):
             return None
         rows = start.map(lambda x: x.expand(self.policy_samples, *x.shape[1:]))
         with self._autocast_plan():
-            _, actions = self.world_model.imagine(rows, lambda s: self.actor.act(s.feat()), self.planner.horizon)
+            _, actions = self.world_model.rssm.imagine_sparse(rows, self.actor.act, self.planner.horizon)
         return actions.float()
 
     # --------------------------------------------------------------- acting

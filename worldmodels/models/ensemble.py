@@ -130,7 +130,9 @@ class GaussianEnsemble(nn.Module):
         return nll + bce + bound, {"nll": nll / self.members, "terminal": bce / self.members, "mse": mse}
 
     # ------------------------------------------------------------- predict
-    def step(self, obs: Tensor, action: Tensor, *, sample: bool = True, generator=None) -> tuple[Tensor, Tensor, Tensor]:
+    def step(
+        self, obs: Tensor, action: Tensor, *, sample: bool = True, generator=None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One model step of ``(K, B, ...)`` particles: next obs (sampled or mean), reward, continue prob."""
         pred = self(obs, action)
         y = pred.mean

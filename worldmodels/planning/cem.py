@@ -18,9 +18,7 @@ class CEM(ShootingPlanner):
         super().__init__(action_dim, **kwargs)
         elites = max(2, self.population // 10) if elites is None else elites  # PETS: 50 of 500
         if not 1 <= elites <= self.population:
-            raise PlannerConfigError(
-                f"elites must be between 1 and the population ({self.population}), got {elites}"
-            )
+            raise PlannerConfigError(f"elites must be between 1 and the population ({self.population}), got {elites}")
         if not 0.0 <= momentum < 1.0:
             raise PlannerConfigError(f"momentum must be in [0, 1), got {momentum}")
         self.elites, self.momentum = elites, momentum

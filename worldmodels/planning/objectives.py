@@ -15,9 +15,7 @@ import torch
 from torch import Tensor
 
 
-def discounted_return(
-    rewards: Tensor, conts: Tensor, discount: float, bootstrap: Tensor | None = None
-) -> Tensor:
+def discounted_return(rewards: Tensor, conts: Tensor, discount: float, bootstrap: Tensor | None = None) -> Tensor:
     """``sum_t discount^t r_t * P(alive before t)`` plus ``discount^H P(alive) V`` for ``(..., H)`` inputs.
 
     ``conts[..., t]`` is the probability the episode goes on after step ``t``; the reward of the

@@ -112,4 +112,6 @@ def _uncertainty_plot(ensemble: GaussianEnsemble, ep, run: LoadedRun, out_dir, c
     pred = ensemble_open_loop(ensemble, ep, context, horizon)
     T = len(pred[VECTOR])
     title = f"{run.config.env}: ensemble open loop from step {context - 1}"
-    return plots.trajectories(ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "uncertainty.png", title, pred["std"])
+    return plots.trajectories(
+        ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "uncertainty.png", title, pred["std"]
+    )
