@@ -95,7 +95,7 @@ class LatentMPC(Dreamer):
             self._plans = [None] * batch
         actions = []
         for i in range(batch):
-            start = post.map(lambda x: x[i : i + 1])
+            start = post.map(lambda x, i=i: x[i : i + 1])
             if isinstance(self.planner, MCTS):
                 actions.append(self._search(start, explore=not mode))
                 continue

@@ -10,7 +10,8 @@ from .shooting import ShootingPlanner
 
 
 class CEM(ShootingPlanner):
-    """``elites`` (default: a tenth of the population) best candidates set the next mean/std; ``momentum`` keeps that share of the old ones."""
+    """The ``elites`` best candidates (default: a tenth of the population) set the next mean and
+    std; ``momentum`` keeps that share of the old ones."""
 
     name = "cem"
 
