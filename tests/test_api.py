@@ -25,3 +25,16 @@ def test_readme_python_example(tmp_path):
     with torch.no_grad():
         states, actions = model.imagine(start, lambda s: run.agent.actor.act(s.feat()), 7)
     assert actions.shape == (1, 7, 2)
+
+
+def test_readme_planner_example():
+    """The README's planner snippet runs as written and does what its comments say."""
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "from worldmodels.planning" in b)
+    scope: dict = {}
+    exec(code, scope)
+    assert (scope["plan"].actions - scope["target"]).abs().max() < 0.05
+    assert scope["first"].shape == (2,)
