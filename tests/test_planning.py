@@ -119,3 +119,30 @@ def test_mcts_root_noise_is_seeded_and_valid():
     a = MCTS(4, simulations=8, root_noise=0.25, generator=torch.Generator().manual_seed(1)).search(0, step, lambda s: 0)
     b = MCTS(4, simulations=8, root_noise=0.25, generator=torch.Generator().manual_seed(1)).search(0, step, lambda s: 0)
     assert torch.equal(a.visits, b.visits) and a.visits.sum() == 8
+
+
+def test_discounted_return_counts_the_last_reward_and_stops_after_termination():
+    from worldmodels.planning.objectives import discounted_return
+
+    rewards = torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    conts = torch.tensor([[1.0, 0.0, 1.0, 1.0]])  # the episode ends after step 1
+    assert discounted_return(rewards, conts, 0.5).item() == pytest.approx(1 + 0.5)
+    alive = torch.ones(1, 4)
+    value = torch.tensor([10.0])
+    assert discounted_return(rewards, alive, 1.0, value).item() == pytest.approx(4 + 10)
+    assert discounted_return(rewards, conts, 1.0, value).item() == pytest.approx(2)  # no bootstrap once ended
+
+
+def test_objectives_rank_risky_and_safe_plans_as_intended():
+    from worldmodels.planning.objectives import summarize
+
+    # Two candidates with the same mean return: one where members agree, one where they do not.
+    safe = torch.full((4, 3), 1.0)
+    risky = torch.tensor([[3.0] * 3, [-1.0] * 3, [3.0] * 3, [-1.0] * 3])
+    returns = torch.stack([safe, risky])  # (N=2, K=4, M=3)
+    assert torch.allclose(summarize(returns, "mean"), torch.tensor([1.0, 1.0]))
+    assert summarize(returns, "risk", beta=1.0).argmax() == 0
+    assert summarize(returns, "optimistic", beta=1.0).argmax() == 1
+    assert summarize(returns, "cvar", alpha=0.25).tolist() == [1.0, -1.0]
+    with pytest.raises(ValueError, match="objective"):
+        summarize(returns, "median")
