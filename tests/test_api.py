@@ -38,3 +38,9 @@ def test_readme_planner_example():
     exec(code, scope)
     assert (scope["plan"].actions - scope["target"]).abs().max() < 0.05
     assert scope["first"].shape == (2,)
+
+
+def test_configs_written_before_planning_agents_still_load():
+    """Runs from before the agent choice stored the actor-critic block under "agent"."""
+    cfg = wm.Config.from_dict({"env": "Pendulum-v1", "agent": {"horizon": 7, "actor_lr": 3e-5}})
+    assert cfg.agent == "dreamer" and cfg.dreamer.horizon == 7 and cfg.dreamer.actor_lr == 3e-5
