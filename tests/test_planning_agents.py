@@ -93,6 +93,12 @@ def test_pets_defaults_follow_the_agent(tmp_path):
     assert cfg.prefill == 200  # PETS preset, not Dreamer's 1000
     args = build_parser().parse_args(["train", "--agent", "pets", "--prefill", "7", "--logdir", str(tmp_path / "r")])
     assert resolve_config(args)[0].prefill == 7  # a given flag wins over the preset
+    args = build_parser().parse_args(["train", "--agent", "mpc", "--logdir", str(tmp_path / "r")])
+    assert resolve_config(args)[0].plan.horizon == 5  # latent MPC bootstraps with its critic
+    args = build_parser().parse_args(
+        ["train", "--agent", "mpc", "--plan.horizon", "9", "--logdir", str(tmp_path / "r")]
+    )
+    assert resolve_config(args)[0].plan.horizon == 9
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import AGENT_DEFAULTS, BLOCKS, Config, apply_size, validate
+from .config import BLOCKS, Config, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs.
@@ -93,7 +93,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
-    """Fresh run: defaults, then the size preset, then given flags. Resume: the stored config."""
+    """Fresh run: defaults, the agent and size presets, then given flags. Resume: the stored config."""
     given = _given(args)
     if args.resume:
         from .run.runs import read_config
@@ -112,15 +112,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
         stored.steps = given.get("steps", stored.steps)
         stored.logdir = str(args.resume)
         return stored, True
-    top = {k: v for k, v in given.items() if "." not in k}
-    agent_defaults = AGENT_DEFAULTS.get(top.get("agent", "dreamer"), {})
-    cfg = dataclasses.replace(Config(), **{**agent_defaults, **top})
-    blocks = {name: getattr(cfg, name) for name in BLOCKS}
-    blocks["model"] = apply_size(cfg.model, cfg.size)
-    for name in BLOCKS:
-        fields = {k[len(name) + 1 :]: v for k, v in given.items() if k.startswith(name + ".")}
-        blocks[name] = dataclasses.replace(blocks[name], **fields)
-    cfg = dataclasses.replace(cfg, **blocks)
+    cfg = resolve(given)
     if (Path(cfg.logdir) / "config.json").exists():
         raise RunConfigError(
             f"{cfg.logdir} already holds a run. Continue it with `wm train --resume {cfg.logdir}`, "
