@@ -50,7 +50,7 @@ def main() -> None:
         if curve.exists():
             shutil.copy(curve, args.curve)
         else:
-            learning_curve(rows, args.curve, f"{cfg.env} ({cfg.obs}, size {cfg.size})")
+            learning_curve(rows, args.curve, cfg.describe())
         out["curve"] = str(args.curve)
     print(json.dumps(out, indent=2))
 

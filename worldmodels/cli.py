@@ -143,9 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     cfg, resume = resolve_config(args)
     validate(cfg)
-    size = "" if cfg.agent == "pets" else f", size {cfg.size}"
-    what = f"{cfg.env}, agent {cfg.agent}, obs {cfg.obs}{size}"
-    print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {what})")
+    print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
     tty = sys.stderr.isatty()
     trainer = Trainer(cfg, resume=resume, progress=not args.quiet and tty, status_lines=not args.quiet and not tty)
     counters = trainer.train()

@@ -151,6 +151,11 @@ class Config:
         model = apply_size(overrides.pop("model", ModelConfig()), size)
         return dataclasses.replace(cfg, model=model, **overrides)
 
+    def describe(self) -> str:
+        """One line for titles and banners: env, agent, observations and (for RSSM agents) size."""
+        size = "" if self.agent == "pets" else f", size {self.size}"
+        return f"{self.env} ({self.agent}, {self.obs}{size})"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
