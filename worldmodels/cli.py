@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BLOCKS, Config, resolve, validate
+from .config import BLOCKS, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs.
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--video", action="store_true", help="write RUN/plan/plan.mp4 of the first episode")
     pl.add_argument("--planner", choices=["cem", "mppi", "mcts"], help="override the run's planner")
     pl.add_argument("--seed", type=int, default=0)
+    _add_dataclass_flags(pl.add_argument_group("plan", "override the run's planning settings"), PlanConfig, "plan.")
 
     be = sub.add_parser("bench", help="benchmarks: `wm bench planners` times every planner's decisions")
     be.add_argument("what", choices=["planners"])
@@ -184,8 +185,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .run.plan import plan_episodes
     from .run.runs import load_run
 
+    overrides = {k[len("plan.") :]: v for k, v in vars(args).items() if k.startswith("plan.")}
     r = plan_episodes(
-        load_run(args.run), episodes=args.episodes, video=args.video, seed=args.seed, planner=args.planner
+        load_run(args.run),
+        episodes=args.episodes,
+        video=args.video,
+        seed=args.seed,
+        planner=args.planner,
+        plan=overrides,
     )
     ms = r["ms_per_action"]
     print(
@@ -193,7 +200,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"{ms['median']:.1f} ms per action (median), {ms['p90']:.1f} (90th percentile)"
     )
     if "mean_disagreement" in r:
-        print(f"ensemble disagreement along the episodes: {r['mean_disagreement']:.4f} (mean, target-normalised)")
+        print(f"ensemble disagreement along the episodes: {r['mean_disagreement']:.3g} (mean, target-normalised)")
     print("wrote " + ", ".join(r["files"]))
     return 0
 

@@ -43,15 +43,18 @@ class _Timed:
         return out
 
 
-def planning_agent(run: LoadedRun, planner: str | None = None):
-    """The run's agent, set up to act by planning (``planner`` overrides the stored choice)."""
+def planning_agent(run: LoadedRun, planner: str | None = None, plan: dict | None = None):
+    """The run's agent, set up to act by planning; ``planner`` and ``plan`` (PlanConfig fields)
+    override the stored settings."""
     cfg = run.config
     if planner is not None:
         cfg = dataclasses.replace(cfg, planner=planner)
+    if plan:
+        cfg = dataclasses.replace(cfg, plan=dataclasses.replace(cfg.plan, **plan))
     if cfg.agent == "dreamer":
         cfg = dataclasses.replace(cfg, agent="mpc")
         agent = make_mpc(*probe_specs(cfg), cfg)
-    elif planner is not None:
+    elif planner is not None or plan:
         agent = build_agent(cfg, *probe_specs(cfg))
     else:
         return run.agent
@@ -61,11 +64,18 @@ def planning_agent(run: LoadedRun, planner: str | None = None):
 
 
 def plan_episodes(
-    run: LoadedRun, *, episodes: int = 5, video: bool = False, seed: int = 0, planner: str | None = None
+    run: LoadedRun,
+    *,
+    episodes: int = 5,
+    video: bool = False,
+    seed: int = 0,
+    planner: str | None = None,
+    plan: dict | None = None,
 ) -> dict:
+    """Play ``episodes`` acting by planning; ``plan`` overrides PlanConfig fields (e.g. horizon)."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    agent = planning_agent(run, planner)
+    agent = planning_agent(run, planner, plan)
     timed = _Timed(agent)
     out_dir = run.run_dir / "plan"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +96,7 @@ def plan_episodes(
         "episodes": episodes,
         "returns": [float(r) for r in returns],
         "planner": type(getattr(agent, "planner", None)).__name__,
+        "plan": {k: v for k, v in dataclasses.asdict(run.config.plan).items()} | (plan or {}),
         "ms_per_action": {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90))},
         "env_steps": int(run.counters.get("env_steps", 0)),
     }
