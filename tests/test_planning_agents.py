@@ -90,7 +90,7 @@ def test_pets_defaults_follow_the_agent(tmp_path):
 
     args = build_parser().parse_args(["train", "--agent", "pets", "--logdir", str(tmp_path / "r")])
     cfg, _ = resolve_config(args)
-    assert cfg.prefill == 200  # PETS preset, not Dreamer's 1000
+    assert cfg.prefill == 200 and cfg.plan.horizon == 30  # PETS preset, not Dreamer's 1000 / 15
     args = build_parser().parse_args(["train", "--agent", "pets", "--prefill", "7", "--logdir", str(tmp_path / "r")])
     assert resolve_config(args)[0].prefill == 7  # a given flag wins over the preset
     args = build_parser().parse_args(["train", "--agent", "mpc", "--logdir", str(tmp_path / "r")])
