@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--decisions", type=int, default=20, help="timed decisions per planner (after 3 warm-ups)")
     be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     be.add_argument("--size", default="XXS", help="latent model size for the *_latent rows")
+    _add_dataclass_flags(be.add_argument_group("plan", "change the timed setting"), PlanConfig, "plan.")
     return parser
 
 
@@ -214,7 +215,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = bench_planners(decisions=args.decisions, size=args.size)
+    overrides = {k[len("plan.") :]: v for k, v in vars(args).items() if k.startswith("plan.")}
+    plan = dataclasses.replace(PlanConfig(), **overrides)
+    result = bench_planners(decisions=args.decisions, size=args.size, plan=plan)
     s = result["setting"]
     print(
         f"{s['population']} candidates, horizon {s['horizon']}, {s['iterations']} iterations; ensemble of "

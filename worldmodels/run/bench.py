@@ -43,13 +43,20 @@ def _decision_ms(agent, state_dim: int, decisions: int, warmup: int = 3) -> list
 
 
 def bench_planners(
-    *, decisions: int = 20, size: str = "XXS", plan: PlanConfig | None = None, cases: list[str] | None = None
+    *,
+    decisions: int = 20,
+    size: str = "XXS",
+    plan: PlanConfig | None = None,
+    ensemble: dict | None = None,
+    cases: list[str] | None = None,
 ) -> dict:
+    """Median ms per action of each case in :data:`CASES`, in fp32 and (shooting planners) bf16."""
     plan = plan or PlanConfig()
     out: dict = {
         "setting": {
-            "ensemble_members": Config().ensemble.members,
-            "ensemble_units": Config().ensemble.units,
+            "ensemble_members": (ensemble or {}).get("members", Config().ensemble.members),
+            "ensemble_units": (ensemble or {}).get("units", Config().ensemble.units),
+            "particles_per_member": plan.particles,
             "population": plan.population,
             "horizon": plan.horizon,
             "iterations": plan.iterations,
@@ -64,6 +71,7 @@ def bench_planners(
         row = {}
         for bf16 in (False, True):
             cfg = Config(agent=agent_kind, planner=planner, plan=dataclasses.replace(plan, bf16=bf16))
+            cfg.ensemble = dataclasses.replace(cfg.ensemble, **(ensemble or {}))
             cfg.model = apply_size(cfg.model, size)
             obs_spec = ObsSpec(vector=state_dim)
             make = make_pets if agent_kind == "pets" else make_mpc
