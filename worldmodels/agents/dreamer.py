@@ -125,13 +125,16 @@ class Dreamer(nn.Module):
         self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None = None, mode: bool = False
     ) -> tuple[Tensor, PolicyCarry]:
         """One environment step for a batch: ``obs (B, ...)``, ``is_first (B,)`` -> action ``(B, A)``."""
-        batch = is_first.shape[0]
-        carry = self.initial_carry(batch) if carry is None else carry
-        obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
-        post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))
-        post = post.map(lambda x: x[:, 0])
+        post = self.posterior(obs, is_first, carry)
         action = self.actor.act(post.feat(), mode=mode)
         return action, PolicyCarry(post, action)
+
+    def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None) -> LatentState:
+        """The latent state ``(B,)`` after this step's observation, filtered from the carry."""
+        carry = self.initial_carry(is_first.shape[0]) if carry is None else carry
+        obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
+        post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))
+        return post.map(lambda x: x[:, 0])
 
     # -------------------------------------------------------------- training
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:

@@ -87,10 +87,7 @@ class LatentMPC(Dreamer):
         self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None = None, mode: bool = False
     ) -> tuple[Tensor, PolicyCarry]:
         batch = is_first.shape[0]
-        carry = self.initial_carry(batch) if carry is None else carry
-        obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
-        post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))
-        post = post.map(lambda x: x[:, 0])
+        post = self.posterior(obs, is_first, carry)
         if len(self._plans) != batch:
             self._plans = [None] * batch
         actions = []
