@@ -131,6 +131,11 @@ def _flatten(cfg: Config) -> dict[str, Any]:
     return flat
 
 
+def _block_flags(args: argparse.Namespace, block: str) -> dict[str, Any]:
+    """The ``--block.field`` flags given, as ``{field: value}``."""
+    return {k[len(block) + 1 :]: v for k, v in vars(args).items() if k.startswith(block + ".")}
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -186,14 +191,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .run.plan import plan_episodes
     from .run.runs import load_run
 
-    overrides = {k[len("plan.") :]: v for k, v in vars(args).items() if k.startswith("plan.")}
     r = plan_episodes(
         load_run(args.run),
         episodes=args.episodes,
         video=args.video,
         seed=args.seed,
         planner=args.planner,
-        plan=overrides,
+        plan=_block_flags(args, "plan"),
     )
     ms = r["ms_per_action"]
     print(
@@ -215,8 +219,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {k[len("plan.") :]: v for k, v in vars(args).items() if k.startswith("plan.")}
-    plan = dataclasses.replace(PlanConfig(), **overrides)
+    plan = dataclasses.replace(PlanConfig(), **_block_flags(args, "plan"))
     result = bench_planners(decisions=args.decisions, size=args.size, plan=plan)
     s = result["setting"]
     print(

@@ -88,8 +88,6 @@ class Dreamer(nn.Module):
         }
 
     # ---------------------------------------------------------- trainer API
-    kind = "dreamer"
-
     def configure_replay(self, batch: int, seq_len: int) -> None:
         self._replay_shape = (batch, seq_len)
 
@@ -129,8 +127,9 @@ class Dreamer(nn.Module):
         action = self.actor.act(post.feat(), mode=mode)
         return action, PolicyCarry(post, action)
 
-    def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None) -> LatentState:
-        """The latent state ``(B,)`` after this step's observation, filtered from the carry."""
+    def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> LatentState:
+        """The latent state ``(B,)`` after this step's observation, filtered from the carry
+        (anything with ``state`` and ``action``, e.g. :class:`PolicyCarry`)."""
         carry = self.initial_carry(is_first.shape[0]) if carry is None else carry
         obs_t = {k: v.unsqueeze(1) for k, v in obs.items()}
         post = self.world_model.observe(carry.state, obs_t, carry.action.unsqueeze(1), is_first.unsqueeze(1))

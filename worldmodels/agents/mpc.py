@@ -9,10 +9,9 @@ the actor as pUCT prior and the critic at the leaves (MuZero-style).
 
 from __future__ import annotations
 
-import contextlib
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import Config
@@ -21,13 +20,19 @@ from ..nn.layers import time_slice
 from ..planning import MCTS
 from ..planning.objectives import discounted_return, summarize
 from ..specs import ActionSpec, ObsSpec
-from .dreamer import Dreamer, PolicyCarry, make_dreamer
-from .planners import build_planner
+from .dreamer import Dreamer, make_dreamer
+from .planners import build_planner, plan_first_action
+
+
+class MPCCarry(NamedTuple):
+    """The acting state of :class:`PolicyCarry` plus each env's warm-start plan (None after a reset)."""
+
+    state: LatentState
+    action: Tensor
+    plans: list[Tensor | None]
 
 
 class LatentMPC(Dreamer):
-    kind = "mpc"
-
     def setup_planning(
         self,
         planner,
@@ -41,14 +46,10 @@ class LatentMPC(Dreamer):
     ) -> LatentMPC:
         self.planner, self.particles, self.objective_kind = planner, particles, objective
         self.cvar_alpha, self.discount, self.policy_samples, self.plan_bf16 = cvar_alpha, discount, policy_samples, bf16
-        self._plans: list[Tensor | None] = []
         return self
 
     def describe(self) -> str:
         return f"{super().describe()}; planner {type(self.planner).__name__}"
-
-    def _autocast_plan(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.plan_bf16 else contextlib.nullcontext()
 
     # ------------------------------------------------------------ objective
     def objective(self, start: LatentState):
@@ -63,7 +64,7 @@ class LatentMPC(Dreamer):
             n, horizon = actions.shape[:2]
             rows = start.map(lambda x: x.expand(n * m, *x.shape[1:]))
             steps = iter(actions.repeat_interleave(m, 0).unbind(1))
-            with self._autocast_plan():
+            with self._autocast(self.plan_bf16):
                 feat, _ = wm.rssm.imagine_sparse(rows, lambda f: next(steps), horizon)
                 heads = wm.predict(time_slice(feat, slice(1, None)), decode_obs=False)
                 value = self.slow_critic(time_slice(feat, slice(horizon, None))).mean()[:, 0]
@@ -77,32 +78,31 @@ class LatentMPC(Dreamer):
         if self.policy_samples < 1:
             return None
         rows = start.map(lambda x: x.expand(self.policy_samples, *x.shape[1:]))
-        with self._autocast_plan():
+        with self._autocast(self.plan_bf16):
             _, actions = self.world_model.rssm.imagine_sparse(rows, self.actor.act, self.planner.horizon)
         return actions.float()
 
     # --------------------------------------------------------------- acting
     @torch.no_grad()
     def act(
-        self, obs: dict[str, Tensor], is_first: Tensor, carry: PolicyCarry | None = None, mode: bool = False
-    ) -> tuple[Tensor, PolicyCarry]:
+        self, obs: dict[str, Tensor], is_first: Tensor, carry: MPCCarry | None = None, mode: bool = False
+    ) -> tuple[Tensor, MPCCarry]:
         batch = is_first.shape[0]
         post = self.posterior(obs, is_first, carry)
-        if len(self._plans) != batch:
-            self._plans = [None] * batch
-        actions = []
+        plans = carry.plans if carry is not None else [None] * batch
+        actions, new_plans = [], []
         for i in range(batch):
             start = post.map(lambda x, i=i: x[i : i + 1])
             if isinstance(self.planner, MCTS):
                 actions.append(self._search(start, explore=not mode))
+                new_plans.append(None)
                 continue
-            self.planner.reset()
-            init = None if bool(is_first[i]) else self._plans[i]
-            result = self.planner.plan(self.objective(start), init=init, candidates=self.proposals(start))
-            self._plans[i] = self.planner.mean
-            actions.append(result.actions[0])
+            warm = None if bool(is_first[i]) else plans[i]
+            action, plan = plan_first_action(self.planner, self.objective(start), warm, self.proposals(start))
+            actions.append(action)
+            new_plans.append(plan)
         action = torch.stack(actions)
-        return action, PolicyCarry(post, action)
+        return action, MPCCarry(post, action, new_plans)
 
     def _search(self, start: LatentState, explore: bool) -> Tensor:
         wm, eye = self.world_model, torch.eye(self.action_spec.dim)
@@ -118,15 +118,7 @@ class LatentMPC(Dreamer):
         def prior(state: LatentState) -> Tensor:
             return self.actor.probs(state.feat())[0]
 
-        mcts: MCTS = self.planner
-        noise = mcts.root_noise
-        mcts.root_noise = noise if explore else 0.0
-        try:
-            result = mcts.search(start, step, value, prior)
-        finally:
-            mcts.root_noise = noise
-        index = int(torch.multinomial(result.visits / result.visits.sum(), 1)) if explore else result.action
-        return F.one_hot(torch.tensor(index), self.action_spec.dim).float()
+        return eye[self.planner.choose(start, step, value, prior, explore=explore)]
 
 
 def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentMPC:

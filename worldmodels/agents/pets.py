@@ -12,7 +12,6 @@ import contextlib
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config
@@ -21,7 +20,7 @@ from ..planning import MCTS
 from ..planning.objectives import discounted_return, summarize
 from ..specs import VECTOR, ActionSpec, ObsSpec
 from .dreamer import check_finite
-from .planners import build_planner
+from .planners import build_planner, plan_first_action
 
 
 class PlanCarry(NamedTuple):
@@ -31,8 +30,6 @@ class PlanCarry(NamedTuple):
 
 
 class PETS(nn.Module):
-    kind = "pets"
-
     def __init__(
         self,
         obs_spec: ObsSpec,
@@ -69,8 +66,7 @@ class PETS(nn.Module):
         return self.batch
 
     def describe(self) -> str:
-        e = self.ensemble
-        params = sum(p.numel() for p in e.parameters())
+        e, params = self.ensemble, self.parameter_counts()["ensemble"]
         return (
             f"PETS: {e.members} Gaussian MLPs of {len(e.hidden)}x{e.hidden[0].weight.shape[-1]} units "
             f"({params:,} parameters); planner {type(self.planner).__name__}"
@@ -150,11 +146,10 @@ class PETS(nn.Module):
                 actions.append(self._search(states[i], explore=not mode))
                 new_plans.append(None)
                 continue
-            init = None if bool(is_first[i]) else plans[i]
-            self.planner.reset()
-            result = self.planner.plan(self.objective(states[i]), init=init)
-            actions.append(result.actions[0])
-            new_plans.append(self.planner.mean)
+            warm = None if bool(is_first[i]) else plans[i]
+            action, plan = plan_first_action(self.planner, self.objective(states[i]), warm)
+            actions.append(action)
+            new_plans.append(plan)
         return torch.stack(actions), PlanCarry(new_plans)
 
     def _search(self, state: Tensor, explore: bool) -> Tensor:
@@ -166,18 +161,8 @@ class PETS(nn.Module):
             x, r, c = self.ensemble.step(s.expand(k, 1, -1), eye[a].expand(k, 1, -1), sample=False)
             return x.mean(0)[0], float(r.mean()), float(c.mean())
 
-        mcts: MCTS = self.planner
-        noise = mcts.root_noise
-        mcts.root_noise = noise if explore else 0.0
-        try:
-            result = mcts.search(state, step, value=lambda s: 0.0)
-        finally:
-            mcts.root_noise = noise
-        if explore:
-            index = int(torch.multinomial(result.visits / result.visits.sum(), 1))
-        else:
-            index = result.action
-        return F.one_hot(torch.tensor(index), self.action_spec.dim).float()
+        index = self.planner.choose(state, step, value=lambda s: 0.0, explore=explore)
+        return eye[index]
 
 
 def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from ..config import PlanConfig
 from ..errors import PlannerConfigError
 from ..planning import MCTS, ShootingPlanner, make_planner
@@ -51,3 +53,16 @@ def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig) -> Shoot
             )
         return make_planner("cem", action_spec.dim, elites=plan.elites, momentum=plan.momentum, **common)
     return make_planner("mppi", action_spec.dim, temperature=plan.temperature, **common)
+
+
+def plan_first_action(
+    planner: ShootingPlanner, objective, warm_start: Tensor | None, candidates: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """One decision of a shooting planner for one env: ``(action (A,), next warm start (H, A))``.
+
+    The warm start is passed per env (``None`` after a reset), so one planner serves many envs
+    and the training and evaluation loops never share a plan.
+    """
+    planner.reset()
+    result = planner.plan(objective, init=warm_start, candidates=candidates)
+    return result.actions[0], planner.mean

@@ -91,11 +91,31 @@ class MCTS:
     def search(
         self, root_state: Any, step: StepFn, value: Callable[[Any], float], prior: Callable[[Any], Tensor] | None = None
     ) -> MCTSResult:
+        """Run the simulations from ``root_state`` (root noise as configured); visits and values."""
+        return self._search(root_state, step, value, prior, self.root_noise)
+
+    @torch.no_grad()
+    def choose(
+        self,
+        root_state: Any,
+        step: StepFn,
+        value: Callable[[Any], float],
+        prior: Callable[[Any], Tensor] | None = None,
+        explore: bool = False,
+    ) -> int:
+        """One decision: exploring (training) mixes Dirichlet noise into the root prior and samples
+        an action in proportion to its visits; otherwise no noise and the most visited action."""
+        result = self._search(root_state, step, value, prior, self.root_noise if explore else 0.0)
+        if not explore:
+            return result.action
+        return int(torch.multinomial(result.visits / result.visits.sum(), 1, generator=self.generator))
+
+    def _search(self, root_state, step, value, prior, root_noise: float) -> MCTSResult:
         prior_fn = prior or (lambda s: torch.full((self.num_actions,), 1.0 / self.num_actions))
         root = _Node(root_state, self._prior(prior_fn(root_state)))
-        if self.root_noise > 0:
+        if root_noise > 0:
             noise = torch._standard_gamma(torch.full((self.num_actions,), float(self.alpha)), generator=self.generator)
-            root.prior = (1 - self.root_noise) * root.prior + self.root_noise * noise / noise.sum()
+            root.prior = (1 - root_noise) * root.prior + root_noise * noise / noise.sum()
         bounds = _MinMax()
         for _ in range(self.simulations):
             node, path = root, []

@@ -17,7 +17,7 @@ import torch
 
 from ..agents.mpc import make_mpc
 from ..agents.pets import make_pets
-from ..config import Config, PlanConfig, apply_size
+from ..config import Config, EnsembleConfig, ModelConfig, PlanConfig, apply_size
 from ..specs import VECTOR, ActionSpec, ObsSpec
 
 CASES = {
@@ -52,10 +52,11 @@ def bench_planners(
 ) -> dict:
     """Median ms per action of each case in :data:`CASES`, in fp32 and (shooting planners) bf16."""
     plan = plan or PlanConfig()
+    ens = dataclasses.replace(EnsembleConfig(), **(ensemble or {}))
     out: dict = {
         "setting": {
-            "ensemble_members": (ensemble or {}).get("members", Config().ensemble.members),
-            "ensemble_units": (ensemble or {}).get("units", Config().ensemble.units),
+            "ensemble_members": ens.members,
+            "ensemble_units": ens.units,
             "particles_per_member": plan.particles,
             "population": plan.population,
             "horizon": plan.horizon,
@@ -70,9 +71,13 @@ def bench_planners(
         agent_kind, planner, state_dim, action_spec = CASES[name]
         row = {}
         for bf16 in (False, True):
-            cfg = Config(agent=agent_kind, planner=planner, plan=dataclasses.replace(plan, bf16=bf16))
-            cfg.ensemble = dataclasses.replace(cfg.ensemble, **(ensemble or {}))
-            cfg.model = apply_size(cfg.model, size)
+            cfg = Config(
+                agent=agent_kind,
+                planner=planner,
+                plan=dataclasses.replace(plan, bf16=bf16),
+                ensemble=ens,
+                model=apply_size(ModelConfig(), size),
+            )
             obs_spec = ObsSpec(vector=state_dim)
             make = make_pets if agent_kind == "pets" else make_mpc
             agent = make(obs_spec, action_spec, cfg).eval()
