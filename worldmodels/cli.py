@@ -12,8 +12,9 @@ from typing import Any
 from .config import BLOCKS, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
-# Fields a resumed run may change: only how long it runs.
-RESUMABLE = {"steps"}
+# Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
+RESUMABLE = {"steps", "vmc.rollouts", "vmc.vae_steps", "vmc.rnn_steps", "vmc.generations"}
+STAGES = ("collect", "vae", "mdnrnn", "controller")
 
 
 def _flag(name: str) -> str:
@@ -53,6 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its stored config")
     train.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
     train.add_argument("--no-finish", action="store_true", help="skip the learning curve and dream at the end")
+    train.add_argument(
+        "--stage",
+        choices=STAGES,
+        help="vmc: run only this stage (collect, vae, mdnrnn, controller), e.g. to retrain it",
+    )
+    # The V/M/C settings users reach for most, without the block prefix (the paper's terms).
+    train.add_argument(
+        "--rollouts",
+        dest="vmc.rollouts",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="vmc: random-policy episodes to collect (same as --vmc.rollouts)",
+    )
+    train.add_argument(
+        "--controller-in",
+        dest="vmc.controller_in",
+        choices=["dream", "real"],
+        default=argparse.SUPPRESS,
+        help="vmc: evolve the controller in the dream or the real env (same as --vmc.controller-in)",
+    )
     _add_dataclass_flags(train, Config)
     for name, cls in BLOCKS.items():
         _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
@@ -70,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--horizon", type=int, default=45, help="steps it then imagines under the real actions")
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--temperature", type=float, default=1.0, help="vmc: MDN sampling temperature of the dream")
 
     pl = sub.add_parser("plan", help="act by planning with a trained model; latency and model uncertainty")
     pl.add_argument("run", help="run folder (pets, mpc, or dreamer: plans in its world model)")
@@ -90,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "resume", "quiet", "no_finish"}
+    skip = {"command", "resume", "quiet", "no_finish", "stage"}
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
@@ -112,6 +135,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
                 "config (only --steps may change); start a new run with another --logdir to change it."
             )
         stored.steps = given.get("steps", stored.steps)
+        for key in RESUMABLE - {"steps"}:
+            if key in given:
+                setattr(stored.vmc, key.split(".", 1)[1], given[key])
         stored.logdir = str(args.resume)
         return stored, True
     cfg = resolve(given)
@@ -151,12 +177,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, resume = resolve_config(args)
     validate(cfg)
     print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
+    if cfg.agent == "vmc":
+        return train_vmc(cfg, resume, args)
+    if args.stage:
+        raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")
     tty = sys.stderr.isatty()
     trainer = Trainer(cfg, resume=resume, progress=not args.quiet and tty, status_lines=not args.quiet and not tty)
     counters = trainer.train()
     c = counters
     print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
     if not args.no_finish:
+        for path in finish(Path(cfg.logdir)):
+            print(f"wrote {path}")
+    return 0
+
+
+def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
+    from .run.finish import finish
+    from .run.vmc import VMCTrainer
+
+    trainer = VMCTrainer(cfg, resume=resume, echo=(lambda *a: None) if args.quiet else print)
+    c = trainer.train((args.stage,) if args.stage else STAGES)
+    print(
+        f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
+        f"{c['generation']} CMA-ES generations"
+    )
+    if not args.no_finish and c["rnn_steps"]:
         for path in finish(Path(cfg.logdir)):
             print(f"wrote {path}")
     return 0
@@ -178,11 +224,20 @@ def cmd_dream(args: argparse.Namespace) -> int:
     from .run.dream import dream
     from .run.runs import load_run
 
-    m = dream(load_run(args.run), context=args.context, horizon=args.horizon, episodes=args.episodes, seed=args.seed)
-    for k in (1, 10, 30):
+    m = dream(
+        load_run(args.run),
+        context=args.context,
+        horizon=args.horizon,
+        episodes=args.episodes,
+        seed=args.seed,
+        temperature=args.temperature,
+    )
+    for k in (1, 10, 30, 100, 300):
         if k <= len(m["mse"]):
             spread = f"  ensemble member std {m['member_std'][k - 1]:.4f}" if "member_std" in m else ""
-            print(f"horizon {k:>3}: MSE {m['mse'][k - 1]:.5f}  PSNR {m['psnr'][k - 1]:.2f} dB{spread}")
+            ssim = f"  SSIM {m['ssim'][k - 1]:.3f} (repeat-last {m['baseline_ssim'][k - 1]:.3f})" if "ssim" in m else ""
+            base = f" (repeat-last {m['baseline_psnr'][k - 1]:.2f})"
+            print(f"horizon {k:>3}: MSE {m['mse'][k - 1]:.5f}  PSNR {m['psnr'][k - 1]:.2f} dB{base}{ssim}{spread}")
     print("wrote " + ", ".join([str(Path(args.run) / "dream" / "metrics.json"), *m["files"]]))
     return 0
 

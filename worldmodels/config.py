@@ -93,9 +93,44 @@ class EnsembleConfig:
     lr: float = _f(1e-3, "learning rate")
     weight_decay: float = _f(5e-5, "AdamW weight decay")
     batch: int = _f(256, "transitions per member per update")
+    value: bool = _f(
+        False,
+        "learn a state value by TD on replayed transitions and add it at the plan's horizon "
+        "(for rewards whose cost lies beyond the horizon, e.g. survival tasks)",
+    )
 
 
-AGENTS = ("dreamer", "pets", "mpc")
+@dataclass
+class VMCConfig:
+    """The V/M/C model (agent vmc; Ha & Schmidhuber 2018). Paper values in brackets."""
+
+    rollouts: int = _f(500, "random-policy episodes collected for V and M [10,000]")
+    z: int = _f(32, "VAE latent size [32 CarRacing, 64 Doom]")
+    vae_depth: int = _f(32, "channels of the VAE's first convolution [32]")
+    vae_steps: int = _f(10_000, "VAE gradient steps")
+    vae_batch: int = _f(100, "frames per VAE batch [100]")
+    vae_lr: float = _f(1e-4, "VAE learning rate [1e-4]")
+    kl_tolerance: float = _f(0.5, "free nats per latent dimension of the VAE's KL [0.5]")
+    rnn_units: int = _f(256, "LSTM units of the MDN-RNN [256 CarRacing, 512 Doom]")
+    mixtures: int = _f(5, "Gaussians per latent dimension [5]")
+    rnn_steps: int = _f(4_000, "MDN-RNN gradient steps")
+    rnn_batch: int = _f(100, "sequences per MDN-RNN batch [100]")
+    rnn_seq: int = _f(64, "steps per MDN-RNN training sequence")
+    rnn_lr: float = _f(1e-3, "MDN-RNN learning rate [1e-3]")
+    controller_in: str = _f("dream", "where the controller is evolved: dream (inside M) | real (the env)")
+    controller_hidden: int = _f(0, "hidden units of the controller (0: linear, as in the paper)")
+    controller_cell: bool = _f(False, "controller also sees the LSTM cell c: [z, h, c] (the paper's Doom)")
+    generations: int = _f(200, "CMA-ES generations")
+    population: int = _f(64, "CMA-ES population [64]")
+    rollouts_per_candidate: int = _f(16, "episodes averaged per candidate's fitness [16]")
+    sigma0: float = _f(0.1, "CMA-ES initial step size [0.1]")
+    temperature: float = _f(1.15, "dream temperature tau of the MDN [1.15 Doom]")
+    dream_max_steps: int = _f(2100, "dream episodes end after this many steps [2100 Doom]")
+    workers: int = _f(2, "worker processes evaluating candidates")
+    eval_every: int = _f(10, "generations between evaluations of the best candidate in the real env")
+
+
+AGENTS = ("dreamer", "pets", "mpc", "vmc")
 PLANNERS = ("auto", "cem", "mppi", "mcts")
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 
@@ -137,13 +172,16 @@ class Config:
     threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)")
     max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)")
     agent: str = _f(
-        "dreamer", "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner)"
+        "dreamer",
+        "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner) | "
+        "vmc (VAE + MDN-RNN + evolved controller)",
     )
     planner: str = _f("auto", "pets and mpc: cem | mppi | mcts (auto: cem, or mcts for discrete actions)")
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    vmc: VMCConfig = field(default_factory=VMCConfig)
 
     @classmethod
     def sized(cls, size: str = "XXS", **overrides: Any) -> Config:
@@ -154,7 +192,7 @@ class Config:
 
     def describe(self) -> str:
         """One line for titles and banners: env, agent, observations and (for RSSM agents) size."""
-        size = "" if self.agent == "pets" else f", size {self.size}"
+        size = "" if self.agent in ("pets", "vmc") else f", size {self.size}"
         return f"{self.env} ({self.agent}, {self.obs}{size})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,7 +227,13 @@ SIZES: dict[str, dict[str, int]] = {
 OBS_MODES = ("state", "pixels", "both")
 
 # The nested blocks of a Config: each becomes a flag group (--model.deter, --plan.horizon, ...).
-BLOCKS = {"model": ModelConfig, "dreamer": DreamerConfig, "plan": PlanConfig, "ensemble": EnsembleConfig}
+BLOCKS = {
+    "model": ModelConfig,
+    "dreamer": DreamerConfig,
+    "plan": PlanConfig,
+    "ensemble": EnsembleConfig,
+    "vmc": VMCConfig,
+}
 
 
 def apply_size(model: ModelConfig, size: str) -> ModelConfig:
@@ -245,5 +289,28 @@ def validate(cfg: Config) -> None:
             f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
             "the latent model's particles support mean and cvar"
         )
+    if cfg.agent == "vmc":
+        validate_vmc(cfg)
     if cfg.plan.particles < 1 or cfg.ensemble.members < 1:
         raise ValueError("--plan.particles and --ensemble.members must be >= 1")
+
+
+def validate_vmc(cfg: Config) -> None:
+    v = cfg.vmc
+    if cfg.model.image_size != 64:
+        raise ValueError(
+            f"--agent vmc's VAE takes 64x64 frames; leave --model.image-size at 64 (got {cfg.model.image_size})"
+        )
+    if v.controller_in not in ("dream", "real"):
+        raise ValueError(f"--controller-in must be dream or real, got {v.controller_in!r}")
+    if v.temperature <= 0:
+        raise ValueError(f"--vmc.temperature must be > 0 (the paper uses 1.0 to 1.3), got {v.temperature}")
+    if v.mixtures < 1:
+        raise ValueError(f"--vmc.mixtures must be >= 1 (the paper uses 5), got {v.mixtures}")
+    positive = ("rollouts", "z", "vae_depth", "vae_batch", "rnn_units", "rnn_batch", "generations",
+                "rollouts_per_candidate", "workers", "dream_max_steps", "eval_every")  # fmt: skip
+    for name in positive:
+        if getattr(v, name) < 1:
+            raise ValueError(f"--vmc.{name.replace('_', '-')} must be >= 1, got {getattr(v, name)}")
+    if v.population < 2 or v.rnn_seq < 2:
+        raise ValueError("--vmc.population and --vmc.rnn-seq must be >= 2")

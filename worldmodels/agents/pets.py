@@ -4,18 +4,26 @@ No policy is learned: before every action the planner tries action sequences in 
 (trajectory sampling, each particle keeping one member) and executes the first action of the
 best plan. Continuous actions plan with CEM or MPPI; discrete ones with MCTS over the
 ensemble's mean prediction.
+
+Optionally (``--ensemble.value``) a state value is learned by TD(0) on the replayed transitions
+and added at the plan's horizon, so costs beyond the horizon (a cart drifting into the end of its
+rail on a survival-only task) reach the planner. PETS itself has no value; this is the value
+bootstrap of TD-MPC and LOOP.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config
 from ..models.ensemble import GaussianEnsemble
+from ..nn.layers import MLP
 from ..planning import MCTS
 from ..planning.objectives import discounted_return, summarize
 from ..specs import VECTOR, ActionSpec, ObsSpec
@@ -46,6 +54,8 @@ class PETS(nn.Module):
         cvar_alpha: float = 0.1,
         discount: float = 0.99,
         bf16: bool = False,
+        value: nn.Module | None = None,
+        value_lr: float = 1e-3,
     ):
         super().__init__()
         self.obs_spec, self.action_spec = obs_spec, action_spec
@@ -54,6 +64,10 @@ class PETS(nn.Module):
         self.objective_kind, self.beta, self.cvar_alpha, self.discount = objective, beta, cvar_alpha, discount
         self.bf16 = bf16
         self.optimizers = {"model": torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)}
+        self.value = value
+        if value is not None:
+            self.value_target = copy.deepcopy(value).requires_grad_(False)
+            self.optimizers["value"] = torch.optim.Adam(value.parameters(), lr=value_lr)
 
     # ---------------------------------------------------------- trainer API
     @property
@@ -73,7 +87,10 @@ class PETS(nn.Module):
         )
 
     def parameter_counts(self) -> dict[str, int]:
-        return {"ensemble": sum(p.numel() for p in self.ensemble.parameters())}
+        counts = {"ensemble": sum(p.numel() for p in self.ensemble.parameters())}
+        if self.value is not None:
+            counts["value"] = sum(p.numel() for p in self.value.parameters())
+        return counts
 
     # -------------------------------------------------------------- training
     def transitions(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -107,7 +124,37 @@ class PETS(nn.Module):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss/ensemble": loss.item(), **{f"ensemble/{k}": v.item() for k, v in metrics.items()}}
+        out = {"loss/ensemble": loss.item(), **{f"ensemble/{k}": v.item() for k, v in metrics.items()}}
+        if self.value is not None:
+            out.update(self._train_value(t))
+        return out
+
+    def state_value(self, obs: Tensor, target: bool = False) -> Tensor:
+        """V(obs) for ``(..., D)`` states. The net predicts ``(1 - discount) V``, a per-step
+        average of rewards, so its output has the rewards' scale whatever the discount."""
+        net = self.value_target if target else self.value
+        d = self.ensemble.obs_dim
+        x = (obs - self.ensemble.inputs.mean[:d]) / self.ensemble.inputs.std[:d]
+        return net(x).squeeze(-1) / (1 - self.discount)
+
+    def _train_value(self, t: dict[str, Tensor]) -> dict[str, float]:
+        """TD(0) on every member's draws: ``r + discount (1 - terminal) V_target(obs')``."""
+        valid = t["mask"].reshape(-1)
+        obs, nxt = (t[k].reshape(-1, t[k].shape[-1])[valid] for k in ("obs", "next_obs"))
+        reward, terminal = (t[k].reshape(-1)[valid].float() for k in ("reward", "terminal"))
+        with torch.no_grad():
+            target = reward + self.discount * (1 - terminal) * self.state_value(nxt, target=True)
+        scale = 1 - self.discount
+        loss = F.mse_loss(self.state_value(obs) * scale, target * scale)
+        check_finite({"value_loss": loss})
+        opt = self.optimizers["value"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # Polyak-averaged target, as in DQN / TD-MPC
+            for p, q in zip(self.value.parameters(), self.value_target.parameters()):
+                q.lerp_(p, 0.01)
+        return {"loss/value": loss.item(), "value/mean": target.mean().item()}
 
     def optimizer_state(self) -> dict:
         return {k: opt.state_dict() for k, opt in self.optimizers.items()}
@@ -123,7 +170,8 @@ class PETS(nn.Module):
         def score(actions: Tensor) -> Tensor:
             with self._autocast():
                 roll = self.ensemble.rollout(obs, actions, particles_per_member=self.particles)
-            returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount)  # (N, K, M)
+            bootstrap = None if self.value is None else self.state_value(roll.states[..., -1, :].float())
+            returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount, bootstrap)
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
         return score
@@ -153,7 +201,7 @@ class PETS(nn.Module):
         return torch.stack(actions), PlanCarry(new_plans)
 
     def _search(self, state: Tensor, explore: bool) -> Tensor:
-        """MCTS over the ensemble's mean prediction (members averaged); no value: reward sums."""
+        """MCTS over the ensemble's mean prediction (members averaged); the learned value (if any) at leaves."""
         eye = torch.eye(self.action_spec.dim)
         k = self.ensemble.members
 
@@ -161,7 +209,10 @@ class PETS(nn.Module):
             x, r, c = self.ensemble.step(s.expand(k, 1, -1), eye[a].expand(k, 1, -1), sample=False)
             return x.mean(0)[0], float(r.mean()), float(c.mean())
 
-        index = self.planner.choose(state, step, value=lambda s: 0.0, explore=explore)
+        def value(s: Tensor) -> float:
+            return 0.0 if self.value is None else float(self.state_value(s))
+
+        index = self.planner.choose(state, step, value=value, explore=explore)
         return eye[index]
 
 
@@ -184,4 +235,6 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         cvar_alpha=p.cvar_alpha,
         discount=p.discount,
         bf16=p.bf16,
+        value=MLP(obs_spec.vector, 1, units=e.units, layers=2) if e.value else None,
+        value_lr=e.lr,
     )

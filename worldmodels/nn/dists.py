@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -126,3 +128,35 @@ def bounded_normal(raw_mean: Tensor, raw_std: Tensor, *, min_std: float = 0.1, m
     mean = torch.tanh(raw_mean.float())
     std = (max_std - min_std) * torch.sigmoid(raw_std.float() + 2.0) + min_std
     return torch.distributions.Normal(mean, std)
+
+
+# ------------------------------------------------------------------ mixture density (MDN-RNN)
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def mdn_log_prob(logit_pi: Tensor, mu: Tensor, log_sigma: Tensor, x: Tensor) -> Tensor:
+    """Log-density of ``x [..., D]`` under a mixture of K Gaussians per dimension.
+
+    ``logit_pi, mu, log_sigma``: ``[..., D, K]`` (each dimension has its own mixture, as in Ha &
+    Schmidhuber 2018). Returns ``[..., D]``: ``log sum_k pi_k N(x; mu_k, sigma_k)``.
+    """
+    z = (x.unsqueeze(-1) - mu) * torch.exp(-log_sigma)
+    log_normal = -0.5 * z.square() - log_sigma - LOG_SQRT_2PI
+    return torch.logsumexp(F.log_softmax(logit_pi, -1) + log_normal, -1)
+
+
+def mdn_sample(logit_pi: Tensor, mu: Tensor, log_sigma: Tensor, temperature: float = 1.0, generator=None) -> Tensor:
+    """Sample ``[..., D]`` from the mixture with temperature ``tau`` (Ha & Schmidhuber's recipe):
+    mixture weights ``softmax(logit / tau)``, standard deviations ``sigma * sqrt(tau)``.
+
+    As ``tau -> 0`` the sample is the mean of the most likely component.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (try 1.0; 1.15 makes the dream harder), got {temperature}")
+    probs = F.softmax(logit_pi.float() / temperature, -1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    index = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1] + (1,))
+    mean = mu.gather(-1, index).squeeze(-1)
+    std = torch.exp(log_sigma.gather(-1, index).squeeze(-1)) * math.sqrt(temperature)
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + std * noise

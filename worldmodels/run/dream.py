@@ -1,8 +1,9 @@
 """``wm dream``: open-loop prediction on held-out episodes.
 
 The model observes ``context`` real steps, then imagines ``horizon`` steps under the actions
-that were really taken. Pixels: real | model | |error| video (MP4 and GIF) and MSE / PSNR per
-horizon step next to a repeat-the-last-context-frame baseline. State: predicted vs real
+that were really taken. Pixels: real | model | |error| video (MP4 and GIF) and MSE / PSNR / SSIM
+per horizon step next to a repeat-the-last-context-frame baseline (does the model beat "nothing
+moves"?). V/M/C dreams by sampling its MDN-RNN at ``temperature`` and decoding with its VAE. State: predicted vs real
 trajectories per dimension as a PNG.
 """
 
@@ -14,16 +15,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..agents.vmc import VMC
 from ..models.ensemble import GaussianEnsemble
 from ..specs import IMAGE, VECTOR
 from . import plots
 from .collect import Episode, run_episode
+from .frame_metrics import psnr, ssim
 from .runs import LoadedRun
 from .video import label, upscale, write_gif, write_video
 
 
 @torch.no_grad()
-def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[str, np.ndarray]:
+def open_loop(
+    run: LoadedRun, ep: Episode, context: int, horizon: int, temperature: float = 1.0
+) -> dict[str, np.ndarray]:
     """Observe ``context`` steps of ``ep``, imagine up to ``horizon`` more under its actions.
 
     Returns model outputs for steps ``0 .. context+H-1`` (reconstructions, then predictions),
@@ -31,6 +36,8 @@ def open_loop(run: LoadedRun, ep: Episode, context: int, horizon: int) -> dict[s
     """
     if isinstance(run.world_model, GaussianEnsemble):
         return ensemble_open_loop(run.world_model, ep, context, horizon)
+    if isinstance(run.agent, VMC):
+        return vmc_open_loop(run.agent, ep, context, horizon, temperature)
     wm = run.world_model
     H = min(horizon, len(ep) - context)
     steps = {k: torch.as_tensor(v).unsqueeze(0) for k, v in ep.steps.items()}  # (1, T, ...)
@@ -71,11 +78,29 @@ def ensemble_open_loop(
     }
 
 
-def _psnr(mse: np.ndarray, peak: float) -> np.ndarray:
-    return 10 * np.log10(peak**2 / np.maximum(mse, 1e-10))
+@torch.no_grad()
+def vmc_open_loop(agent: VMC, ep: Episode, context: int, horizon: int, temperature: float) -> dict[str, np.ndarray]:
+    """V encodes the context frames, M reads them, then M dreams: each next ``z`` is sampled from
+    its mixture at ``temperature`` under the real actions, and V decodes every ``z``."""
+    H = min(horizon, len(ep) - context)
+    frames = torch.as_tensor(ep.steps[IMAGE])
+    actions = torch.as_tensor(ep.steps["action"]).float()
+    z = agent.vae.encode(frames[:context]).mean
+    memory = agent.mdnrnn.initial(1)
+    for t in range(context - 1):
+        _, memory = agent.mdnrnn.step(z[t : t + 1], actions[t : t + 1], memory)
+    zt, dreamt = z[context - 1 : context], []
+    for k in range(H):
+        out, memory = agent.mdnrnn.step(zt, actions[context - 1 + k : context + k], memory)
+        zt, _, _ = agent.mdnrnn.sample(out, temperature)
+        dreamt.append(zt)
+    latents = torch.cat([z, *dreamt])
+    return {IMAGE: agent.vae.decode(latents).numpy()}
 
 
-def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int = 4, seed: int = 0) -> dict:
+def dream(
+    run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int = 4, seed: int = 0, temperature: float = 1.0
+) -> dict:
     """Write ``RUN/dream/`` (metrics.json, plots, video) and return the metrics."""
     if context < 1 or horizon < 1:
         raise ValueError(f"--context and --horizon must be >= 1, got {context} and {horizon}")
@@ -93,10 +118,12 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
     key = IMAGE if run.agent.obs_spec.image is not None else VECTOR
     errs: list[list[float]] = [[] for _ in range(horizon)]
     base_errs: list[list[float]] = [[] for _ in range(horizon)]
+    sims: list[list[float]] = [[] for _ in range(horizon)]
+    base_sims: list[list[float]] = [[] for _ in range(horizon)]
     first: tuple[Episode, dict] | None = None
     spread: list[list[float]] = [[] for _ in range(horizon)]
     for ep in usable:
-        pred = open_loop(run, ep, context, horizon)
+        pred = open_loop(run, ep, context, horizon, temperature)
         for k, d in enumerate(pred.get("disagreement", [])[context:]):
             spread[k].append(float(d))
         real = ep.steps[key].astype(np.float32)
@@ -107,6 +134,11 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
             t = context + k
             errs[k].append(float(np.mean((pred[key][t] - real[t]) ** 2)))
             base_errs[k].append(float(np.mean((real[context - 1] - real[t]) ** 2)))
+        if key == IMAGE:
+            future = real[context : context + H]
+            for k, (m, b) in enumerate(zip(ssim(pred[key][context:], future), ssim(real[[context - 1] * H], future))):
+                sims[k].append(float(m))
+                base_sims[k].append(float(b))
         first = first or (ep, pred)
     n = sum(1 for e in errs if e)
     mse = np.array([np.mean(e) for e in errs[:n]])
@@ -115,15 +147,20 @@ def dream(run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int 
     peak = 1.0 if key == IMAGE else float(np.ptp(np.concatenate([e.steps[key] for e in usable])) or 1.0)
     metrics = {
         "mse": mse.tolist(),
-        "psnr": _psnr(mse, peak).tolist(),
+        "psnr": psnr(mse, peak).tolist(),
         "baseline_mse": base.tolist(),
-        "baseline_psnr": _psnr(base, peak).tolist(),
+        "baseline_psnr": psnr(base, peak).tolist(),
         "episodes_per_step": [len(e) for e in errs[:n]],
         "context": context,
         "horizon": horizon,
         "observation": key,
         "env_steps": int(run.counters.get("env_steps", 0)),
     }
+    if key == IMAGE:
+        metrics["ssim"] = [float(np.mean(x)) for x in sims[:n]]
+        metrics["baseline_ssim"] = [float(np.mean(x)) for x in base_sims[:n]]
+    if isinstance(run.agent, VMC):
+        metrics["temperature"] = temperature
     if any(spread):  # an ensemble: how far its members drift apart along the rollout
         metrics["member_std"] = [float(np.mean(s)) for s in spread[:n]]
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -13,7 +13,8 @@ from .runs import load_run, read_config
 def finish(run_dir: Path) -> list[str]:
     """Write ``RUN/curve.png`` and ``RUN/dream/``; return the paths written."""
     cfg = read_config(run_dir)
-    curve = plots.learning_curve(read_metrics(run_dir), run_dir / "curve.png", cfg.describe())
+    draw = plots.stage_curves if cfg.agent == "vmc" else plots.learning_curve
+    curve = draw(read_metrics(run_dir), run_dir / "curve.png", cfg.describe())
     written = [str(curve)]
     try:
         written += dream(load_run(run_dir), context=5, horizon=45, episodes=2)["files"]

@@ -31,15 +31,16 @@ class MetricsLogger:
             self.sums[k] += float(v)
             self.counts[k] += 1
 
-    def write(self, step: int, extra: dict[str, float] | None = None) -> dict[str, float]:
+    def write(self, step: int, extra: dict[str, float] | None = None, key: str = "env_steps") -> dict[str, float]:
+        """One row at ``step`` of the counter ``key`` (env steps, or a V/M/C stage's own steps)."""
         row = {k: self.sums[k] / self.counts[k] for k in self.sums}
         row.update(extra or {})
-        row = {"env_steps": step, "time": time.time(), **row}
+        row = {key: step, "time": time.time(), **row}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.writer is not None:
             for k, v in row.items():
-                if k not in ("env_steps", "time"):
+                if k not in (key, "time"):
                     self.writer.add_scalar(k, v, step)
             self.writer.flush()
         self.sums.clear()

@@ -35,10 +35,11 @@ def learning_curve(rows: list[dict], path: Path, title: str) -> Path:
 
 
 def horizon_metrics(metrics: dict[str, list[float]], path: Path, title: str, what: str = "frame") -> Path:
-    """MSE and PSNR of imagined frames (or state vectors) per horizon step."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    """MSE, PSNR (and SSIM for frames) of imagined frames (or state vectors) per horizon step."""
+    keys = [k for k in ("mse", "psnr", "ssim") if k in metrics]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5))
     steps = np.arange(1, len(metrics["mse"]) + 1)
-    for ax, key in zip(axes, ("mse", "psnr")):
+    for ax, key in zip(axes, keys):
         ax.plot(steps, metrics[key], label="model")
         if f"baseline_{key}" in metrics:
             ax.plot(steps, metrics[f"baseline_{key}"], "--", label=f"repeat last context {what}")
@@ -107,3 +108,35 @@ def trajectory_frames(real: np.ndarray, pred: np.ndarray, context: int, title: s
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     plt.close(fig)
     return frames
+
+
+def stage_curves(rows: list[dict], path: Path, title: str) -> Path:
+    """V/M/C: VAE loss, MDN-RNN NLL per step, and CMA-ES fitness (with real-env evaluations)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (
+        ("vae_steps", ["vae/recon", "vae/kl"], "VAE", "loss per frame"),
+        ("rnn_steps", ["mdnrnn/nll"], "MDN-RNN", "NLL per latent dim"),
+        ("generation", ["fitness/mean", "fitness/max", "eval/return"], "controller (CMA-ES)", "return"),
+    )
+    for ax, (x_key, keys, name, ylabel) in zip(axes, panels):
+        for k in keys:
+            pts = [(r[x_key], r[k]) for r in rows if x_key in r and k in r]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(
+                    x,
+                    y,
+                    "o-" if k == "eval/return" else "-",
+                    label=k.split("/")[-1] if k != "eval/return" else "real env",
+                )
+        ax.set_title(name)
+        ax.set_xlabel(x_key.replace("_", " "))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

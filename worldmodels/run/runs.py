@@ -9,6 +9,7 @@ from pathlib import Path
 from ..agents.dreamer import Dreamer, make_dreamer
 from ..agents.mpc import make_mpc
 from ..agents.pets import PETS, make_pets
+from ..agents.vmc import VMC, make_vmc
 from ..config import Config
 from ..envs.adapter import ModelEnv
 from ..envs.make import make_env
@@ -60,13 +61,15 @@ def probe_specs(cfg: Config) -> tuple[ObsSpec, ActionSpec]:
         env.close()
 
 
-Agent = Dreamer | PETS
+Agent = Dreamer | PETS | VMC
 
 
 def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec) -> Agent:
     """The agent ``cfg.agent`` names, with the trainer's replay batch shape."""
     if cfg.agent == "pets":
         return make_pets(obs_spec, action_spec, cfg)
+    if cfg.agent == "vmc":
+        return make_vmc(obs_spec, action_spec, cfg)
     agent = (make_mpc if cfg.agent == "mpc" else make_dreamer_from)(obs_spec, action_spec, cfg)
     agent.configure_replay(cfg.batch, cfg.seq_len)
     return agent
@@ -87,7 +90,9 @@ class LoadedRun:
 
     @property
     def world_model(self):
-        """The RSSM world model, or for PETS the probabilistic ensemble."""
+        """The RSSM world model; for PETS the probabilistic ensemble; for V/M/C the agent (V and M)."""
+        if isinstance(self.agent, VMC):
+            return self.agent
         return self.agent.ensemble if isinstance(self.agent, PETS) else self.agent.world_model
 
     def make_env(self) -> ModelEnv:

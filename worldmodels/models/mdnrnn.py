@@ -1,0 +1,78 @@
+"""M of the V/M/C model: an LSTM whose output is a mixture of Gaussians over the next latent.
+
+Given ``z_t``, ``a_t`` and its memory ``(h_t, c_t)`` it predicts ``p(z_{t+1})`` as K Gaussians
+per latent dimension (Ha & Schmidhuber 2018, after Graves 2013), plus whether the episode ends
+(done logit) and the reward on arriving at ``t+1``. Trained teacher-forced on real sequences.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn.dists import mdn_log_prob, mdn_sample
+
+Memory = tuple[Tensor, Tensor]  # (h, c), each (1, B, units) as nn.LSTM keeps them
+
+
+class MDNOutput(NamedTuple):
+    logit_pi: Tensor  # (..., D, K)
+    mu: Tensor  # (..., D, K)
+    log_sigma: Tensor  # (..., D, K)
+    reward: Tensor  # (...)
+    done_logit: Tensor  # (...)
+
+
+class MDNRNN(nn.Module):
+    def __init__(self, z: int, action_dim: int, *, units: int = 256, mixtures: int = 5):
+        super().__init__()
+        if mixtures < 1:
+            raise ValueError(f"the mixture needs at least one component (--vmc.mixtures >= 1), got {mixtures}")
+        self.z, self.action_dim, self.units, self.mixtures = z, action_dim, units, mixtures
+        self.lstm = nn.LSTM(z + action_dim, units, batch_first=True)
+        self.head = nn.Linear(units, 3 * z * mixtures + 2)
+
+    def initial(self, batch: int) -> Memory:
+        zeros = torch.zeros(1, batch, self.units)
+        return zeros, zeros.clone()
+
+    def heads(self, h: Tensor) -> MDNOutput:
+        out = self.head(h)
+        k, d = self.mixtures, self.z
+        mdn = out[..., : 3 * d * k].reshape(*h.shape[:-1], d, 3 * k)
+        logit_pi, mu, log_sigma = mdn.split(k, -1)
+        return MDNOutput(logit_pi, mu, log_sigma.clamp(-7, 3), out[..., -2], out[..., -1])
+
+    def forward(self, z: Tensor, action: Tensor, memory: Memory | None = None) -> tuple[MDNOutput, Tensor, Memory]:
+        """``z (B, T, D)``, ``action (B, T, A)`` -> predictions for steps ``1..T``, hidden ``(B, T, units)``."""
+        hidden, memory = self.lstm(torch.cat([z, action], -1), memory)
+        return self.heads(hidden), hidden, memory
+
+    def step(self, z: Tensor, action: Tensor, memory: Memory) -> tuple[MDNOutput, Memory]:
+        """One step for ``(B, D)`` latents; the new memory's ``h`` is what the controller sees."""
+        out, _, memory = self(z[:, None], action[:, None], memory)
+        return MDNOutput(*(x[:, 0] for x in out)), memory
+
+    def loss(
+        self, z: Tensor, action: Tensor, next_z: Tensor, reward: Tensor, done: Tensor, mask: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Teacher-forced loss on ``(B, T)`` steps: mixture NLL per latent dimension (averaged, as
+        the paper does), done BCE and reward MSE; ``mask`` drops steps across episode boundaries."""
+        out, _, _ = self(z, action)
+        nll = -mdn_log_prob(out.logit_pi, out.mu, out.log_sigma, next_z).mean(-1)
+        bce = F.binary_cross_entropy_with_logits(out.done_logit, done.float(), reduction="none")
+        mse = (out.reward - reward).square()
+        w = mask.float() / mask.float().sum().clamp_min(1)
+        terms = {"nll": (nll * w).sum(), "done": (bce * w).sum(), "reward": (mse * w).sum()}
+        return terms["nll"] + terms["done"] + terms["reward"], {k: v.detach() for k, v in terms.items()}
+
+    @staticmethod
+    def sample(out: MDNOutput, temperature: float, generator=None) -> tuple[Tensor, Tensor, Tensor]:
+        """Next latent (temperature-scaled mixture), reward, and sampled done flags."""
+        z = mdn_sample(out.logit_pi, out.mu, out.log_sigma, temperature, generator)
+        p_done = torch.sigmoid(out.done_logit.float())
+        done = torch.rand(p_done.shape, generator=generator) < p_done
+        return z, out.reward, done

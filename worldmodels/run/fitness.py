@@ -1,0 +1,94 @@
+"""Fitness of controller candidates: mean return over episodes in the dream or the real env.
+
+A :class:`Fitness` is built once per worker process from the run folder (V and M are frozen
+while the controller evolves), then scores chunks of candidates. In the dream a chunk rolls out
+as one batch: ``candidates x rollouts`` envs stepping together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..agents.dream_env import DreamVecEnv
+from ..agents.vmc import VMC, controller_act
+from . import checkpoint
+from .collect import run_episode
+from .runs import build_agent, make_single_env, probe_specs, read_config
+
+
+@torch.no_grad()
+def dream_returns(
+    agent: VMC,
+    starts: torch.Tensor,
+    params: torch.Tensor,
+    *,
+    rollouts: int,
+    temperature: float,
+    max_steps: int,
+    seed: int,
+) -> torch.Tensor:
+    """Mean return ``(P,)`` of each candidate ``params (P, size)`` over ``rollouts`` dream episodes."""
+    p = params.shape[0]
+    env = DreamVecEnv(
+        agent.mdnrnn, starts, agent.action_spec.dim, num_envs=p * rollouts, temperature=temperature,
+        max_steps=max_steps, cell=agent.cell, seed=seed,
+    )  # fmt: skip
+    obs = env.reset_torch(seed)
+    alive = torch.ones(p * rollouts, dtype=torch.bool)
+    returns = torch.zeros(p * rollouts)
+    while alive.any():
+        feats = obs.reshape(p, rollouts, -1)
+        action = controller_act(agent.shape, params, feats, agent.action_spec.discrete).reshape(p * rollouts, -1)
+        obs, reward, term, trunc = env.step_torch(action)
+        returns += reward * alive
+        alive &= ~(term | trunc)
+    return returns.reshape(p, rollouts).mean(1)
+
+
+class Fitness:
+    def __init__(self, run_dir: str | Path, where: str, threads: int = 1):
+        if threads:
+            torch.set_num_threads(threads)
+        run_dir = Path(run_dir)
+        self.cfg = read_config(run_dir)
+        ckpt = checkpoint.load(run_dir / checkpoint.NAME)
+        self.agent: VMC = build_agent(self.cfg, *probe_specs(self.cfg))
+        self.agent.load_state_dict(ckpt["agent"])
+        self.agent.eval()
+        self.starts = ckpt["dream_starts"]
+        self.where = where
+        self.env = make_single_env(self.cfg) if where == "real" else None
+
+    def __call__(self, task: tuple[np.ndarray, int]) -> np.ndarray:
+        """``(params (P, size), seed)`` -> mean returns ``(P,)``."""
+        params, seed = task
+        v = self.cfg.vmc
+        params_t = torch.as_tensor(params, dtype=torch.float32)
+        if self.where == "dream":
+            out = dream_returns(
+                self.agent, self.starts, params_t, rollouts=v.rollouts_per_candidate,
+                temperature=v.temperature, max_steps=v.dream_max_steps, seed=seed,
+            )  # fmt: skip
+            return out.numpy()
+        return np.array([self.real_return(p, seed, v.rollouts_per_candidate) for p in params_t])
+
+    def real_return(self, params: torch.Tensor, seed: int, episodes: int) -> float:
+        self.agent.controller.copy_(params)
+        rets = [run_episode(self.env, self.agent, seed=seed * 1000 + i).ret for i in range(episodes)]
+        return float(np.mean(rets))
+
+
+_WORKER: Fitness | None = None
+
+
+def init_worker(run_dir: str, where: str) -> None:
+    global _WORKER
+    _WORKER = Fitness(run_dir, where, threads=1)
+
+
+def score(task: tuple[np.ndarray, int]) -> np.ndarray:
+    assert _WORKER is not None, "init_worker was not called in this process"
+    return _WORKER(task)

@@ -1,0 +1,326 @@
+"""``wm train --agent vmc``: the V/M/C pipeline, one stage after another, each resumable.
+
+collect: random-policy episodes into the run's on-disk replay (the same store as every agent).
+vae:     the ConvVAE on frames sampled from it; ``RUN/vae/recon.png`` shows real over decoded.
+mdnrnn:  every stored frame encoded once, then the MDN-RNN trained teacher-forced on sampled
+         sequences of latents (z drawn from the encoder's Gaussian, as in the paper).
+controller: CMA-ES over the controller's parameters; each candidate's fitness is its mean return
+         over episodes in the dream (batched) or in the real env, scored by worker processes.
+
+A single ``RUN/checkpoint.pt`` holds all three models, optimisers, stage counters, the CMA-ES
+state and the dream's start latents; it is written during every stage and at its end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..agents.dreamer import check_finite
+from ..agents.vmc import VMC
+from ..behavior.cmaes import CMAES
+from ..config import Config
+from ..data.replay import ReplayStore
+from ..envs.make import make_vector_env
+from ..errors import NonFiniteLossError, RunConfigError
+from ..models.vae import reconstruction_grid
+from ..specs import IMAGE
+from . import checkpoint
+from .collect import Collector, random_policy
+from .fitness import Fitness, init_worker, score
+from .logger import MetricsLogger
+from .runs import build_agent, env_kwargs, probe_specs, write_config
+from .train import seed_everything
+from .workers import ResilientPool
+
+STAGES = ("collect", "vae", "mdnrnn", "controller")
+LOG_EVERY = 100  # gradient steps between metric lines in the vae and mdnrnn stages
+SAVE_EVERY = 1000
+
+
+class VMCTrainer:
+    def __init__(self, cfg: Config, *, resume: bool = False, echo=print):
+        self.cfg, self.run_dir, self.echo = cfg, Path(cfg.logdir), echo
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
+        self.obs_spec, self.action_spec = probe_specs(cfg)
+        self.agent: VMC = build_agent(cfg, self.obs_spec, self.action_spec)
+        write_config(self.run_dir, cfg)
+        v = cfg.vmc
+        self.optimizers = {
+            "vae": torch.optim.Adam(self.agent.vae.parameters(), lr=v.vae_lr),
+            "mdnrnn": torch.optim.Adam(self.agent.mdnrnn.parameters(), lr=v.rnn_lr),
+        }
+        self.counters = {"env_steps": 0, "episodes": 0, "vae_steps": 0, "rnn_steps": 0, "generation": 0}
+        self.dream_starts = torch.zeros(0, v.z)
+        self.es_state: dict = {}
+        self.best = {"fitness": float("-inf"), "params": torch.zeros(self.agent.shape.size)}
+        if resume:
+            self._restore()
+        self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
+        self.logger = MetricsLogger(self.run_dir)
+
+    # ------------------------------------------------------------ checkpoints
+    def _restore(self) -> None:
+        path = self.run_dir / checkpoint.NAME
+        if not path.exists():
+            self.echo("no checkpoint yet: starting the stages over with the stored replay")
+            return
+        ckpt = checkpoint.load(path)
+        self.agent.load_state_dict(ckpt["agent"])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][k])
+        self.counters.update(ckpt["counters"])
+        self.dream_starts = ckpt["dream_starts"]
+        self.es_state = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in ckpt["es"].items()}
+        self.best = ckpt["best"]
+        checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
+
+    def save(self) -> Path:
+        es = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in self.es_state.items()}
+        payload = {
+            "agent": self.agent.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "counters": dict(self.counters),
+            "dream_starts": self.dream_starts,
+            "es": es,
+            "best": self.best,
+            "rng": checkpoint.rng_state(self.np_rng),
+            "config": self.cfg.to_json(),
+        }
+        return checkpoint.save(self.run_dir, payload)
+
+    # ------------------------------------------------------------------ stages
+    def train(self, stages: tuple[str, ...] = STAGES) -> dict:
+        self.echo(f"agent vmc: {self.agent.describe()}")
+        try:
+            for stage in stages:
+                self._check_ready(stage)
+                getattr(self, f"_{stage}")()
+                self.save()
+        except KeyboardInterrupt:
+            self.store.flush()
+            self.save()
+            self.echo(f"interrupted; saved. Continue with `wm train --resume {self.run_dir}`")
+            raise
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err} The last good checkpoint in {self.run_dir} is kept.") from err
+        finally:
+            self.logger.close()
+        return dict(self.counters)
+
+    def _check_ready(self, stage: str) -> None:
+        """A stage needs the outputs of the one before it; say which to run first."""
+        c = self.counters
+        missing = {
+            "vae": ("collect", len(self.store) == 0),
+            "mdnrnn": ("vae", c["vae_steps"] == 0),
+            "controller": ("mdnrnn", c["rnn_steps"] == 0),
+        }
+        if stage in missing and missing[stage][1]:
+            before = missing[stage][0]
+            raise RunConfigError(
+                f"stage {stage} needs the output of stage {before}, which has not run in {self.run_dir}. "
+                f"Run it first: `wm train --resume {self.run_dir} --stage {before}`"
+            )
+
+    def _status(self, text: str) -> None:
+        self.echo(text)
+
+    def _collect(self) -> None:
+        cfg, c, target = self.cfg, self.counters, self.cfg.vmc.rollouts
+        if c["episodes"] >= target:
+            return
+        env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
+        # Fresh seeds on resume, so a resumed collection does not replay the same episodes.
+        collector = Collector(env, seed=cfg.seed * 1_000_003 + c["episodes"])
+        act = random_policy(self.action_spec, self.np_rng)
+        try:
+            while c["episodes"] < target:
+                record, finished = collector.step(act)
+                self.store.add(record)
+                c["env_steps"] += cfg.envs * cfg.action_repeat
+                for ret, length in finished:
+                    c["episodes"] += 1
+                    self.logger.add({"episode/return": ret, "episode/length": length})
+                    if c["episodes"] % 10 == 0 or c["episodes"] == target:
+                        row = self.logger.write(c["env_steps"])
+                        self._status(
+                            f"collect: {c['episodes']}/{target} episodes, {c['env_steps']} env steps, "
+                            f"random return {row['episode/return']:.1f}"
+                        )
+                    if c["episodes"] % 50 == 0:
+                        self.store.flush()
+                        self.save()
+        finally:
+            env.close()
+            self.store.flush()
+
+    def _vae(self) -> None:
+        v, c = self.cfg.vmc, self.counters
+        vae, opt = self.agent.vae, self.optimizers["vae"]
+        out = self.run_dir / "vae"
+        out.mkdir(exist_ok=True)
+        vae.train()
+        while c["vae_steps"] < v.vae_steps:
+            frames = torch.from_numpy(self.store.sample(v.vae_batch, 1, self.np_rng)[IMAGE][:, 0])
+            loss, terms = vae.loss(frames)
+            check_finite({"vae": loss})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            c["vae_steps"] += 1
+            self.logger.add({"vae/loss": loss.item(), **{f"vae/{k}": x.item() for k, x in terms.items()}})
+            last = c["vae_steps"] == v.vae_steps
+            if c["vae_steps"] % LOG_EVERY == 0 or last:
+                row = self.logger.write(c["vae_steps"], key="vae_steps")
+                self._status(
+                    f"vae: step {c['vae_steps']}/{v.vae_steps}  recon {row['vae/recon']:.1f}  kl {row['vae/kl']:.1f}"
+                )
+            if c["vae_steps"] % SAVE_EVERY == 0 or last:
+                self._write_recon(out / "recon.png")
+                self.save()
+
+    def _write_recon(self, path: Path) -> None:
+        frames = torch.from_numpy(self.store.sample(8, 1, np.random.default_rng(0))[IMAGE][:, 0])
+        grid = reconstruction_grid(self.agent.vae.eval(), frames).numpy()
+        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).resize(
+            (grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST
+        ).save(path)
+        self.agent.vae.train()
+
+    @torch.no_grad()
+    def encode_store(self) -> list[dict[str, np.ndarray]]:
+        """Every stored step of every stream, in order, with the VAE's posterior over its frame."""
+        vae = self.agent.vae.eval()
+        streams = []
+        for ring in self.store.rings:
+            if ring.size == 0:
+                continue
+            idx = ring.indices(0, ring.size)
+            steps = {k: ring.data[k][idx] for k in ("action", "reward", "is_first", "is_terminal")}
+            means, logvars = [], []
+            for s in range(0, ring.size, 1000):
+                post = vae.encode(torch.from_numpy(ring.data[IMAGE][idx[s : s + 1000]]))
+                means.append(post.mean.numpy())
+                logvars.append(post.logvar.numpy())
+            steps["mean"], steps["logvar"] = np.concatenate(means), np.concatenate(logvars)
+            streams.append(steps)
+        return streams
+
+    def _mdnrnn(self) -> None:
+        v, c = self.cfg.vmc, self.counters
+        if c["rnn_steps"] >= v.rnn_steps and len(self.dream_starts):
+            return
+        self._status(f"mdnrnn: encoding {len(self.store):,} stored frames with the VAE")
+        streams = self.encode_store()
+        self.dream_starts = torch.from_numpy(np.concatenate([s["mean"][s["is_first"]] for s in streams]))
+        if len(self.dream_starts) == 0:
+            raise RunConfigError("the replay holds no episode start; collect more: `--stage collect`")
+        rnn, opt = self.agent.mdnrnn, self.optimizers["mdnrnn"]
+        rnn.train()
+        while c["rnn_steps"] < v.rnn_steps:
+            batch = sample_latent_sequences(streams, v.rnn_batch, v.rnn_seq + 1, self.np_rng)
+            b = {k: torch.from_numpy(x) for k, x in batch.items()}
+            z = b["mean"] + torch.exp(0.5 * b["logvar"]) * torch.randn_like(b["mean"])
+            # A sequence may run into the next episode: the memory would carry over, so every
+            # step from the first episode start on is left out of the loss.
+            mask = torch.cumprod((~b["is_first"][:, 1:]).long(), 1).bool()
+            loss, terms = rnn.loss(
+                z[:, :-1],
+                b["action"][:, :-1].float(),
+                z[:, 1:],
+                b["reward"][:, 1:].float(),
+                b["is_terminal"][:, 1:],
+                mask,
+            )
+            check_finite({"mdnrnn": loss})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rnn.parameters(), 1.0)
+            opt.step()
+            c["rnn_steps"] += 1
+            self.logger.add({"mdnrnn/loss": loss.item(), **{f"mdnrnn/{k}": x.item() for k, x in terms.items()}})
+            last = c["rnn_steps"] == v.rnn_steps
+            if c["rnn_steps"] % LOG_EVERY == 0 or last:
+                row = self.logger.write(c["rnn_steps"], key="rnn_steps")
+                self._status(
+                    f"mdnrnn: step {c['rnn_steps']}/{v.rnn_steps}  nll/dim {row['mdnrnn/nll']:.3f}  "
+                    f"done {row['mdnrnn/done']:.4f}  reward {row['mdnrnn/reward']:.4f}"
+                )
+            if c["rnn_steps"] % SAVE_EVERY == 0:
+                self.save()
+
+    def _controller(self) -> None:
+        cfg, v, c = self.cfg, self.cfg.vmc, self.counters
+        es = CMAES(np.zeros(self.agent.shape.size), v.sigma0, popsize=v.population, seed=cfg.seed)
+        if self.es_state:
+            es.load_state_dict(self.es_state)
+        if es.generation >= v.generations:
+            return
+        self.save()  # the workers load V, M and the dream's starts from the checkpoint
+        run_dir = str(self.run_dir)
+        local = Fitness(run_dir, v.controller_in, threads=0) if v.workers == 1 else None
+        pool = None if local else ResilientPool(v.workers, init_worker, (run_dir, v.controller_in), echo=self.echo)
+        real = local if (local and v.controller_in == "real") else Fitness(run_dir, "real", threads=0)
+        try:
+            while es.generation < v.generations:
+                candidates = es.ask()
+                chunks = np.array_split(candidates, min(v.workers, len(candidates)))
+                seed = cfg.seed * 1_000_003 + es.generation * 101
+                tasks = [(chunk, seed + i) for i, chunk in enumerate(chunks)]
+                results = [local(t) for t in tasks] if local else pool.map(score, tasks)
+                fitness = np.concatenate(results)
+                es.tell(candidates, -fitness)
+                top = int(np.argmax(fitness))
+                if fitness[top] > self.best["fitness"]:
+                    self.best = {"fitness": float(fitness[top]), "params": torch.tensor(candidates[top]).float()}
+                # The distribution's mean is what the agent acts with: a single candidate's score
+                # is a noisy maximum over the population, the mean's is not.
+                self.agent.controller.copy_(torch.from_numpy(es.mean).float())
+                self.es_state, c["generation"] = es.state_dict(), es.generation
+                metrics = {
+                    "fitness/mean": float(fitness.mean()),
+                    "fitness/max": float(fitness.max()),
+                    "fitness/min": float(fitness.min()),
+                    "cmaes/sigma": es.sigma,
+                }
+                line = (
+                    f"controller: generation {es.generation}/{v.generations}  "
+                    f"fitness mean {fitness.mean():.1f} max {fitness.max():.1f}"
+                )
+                if es.generation % v.eval_every == 0 or es.generation == v.generations:
+                    real_return = real.real_return(
+                        self.agent.controller.clone(), 7_000_000 + es.generation, cfg.eval_episodes
+                    )
+                    metrics["eval/return"] = real_return
+                    line += f"  real env {real_return:.1f}"
+                self.logger.write(es.generation, metrics, key="generation")
+                self._status(line + f"  ({v.controller_in})")
+                self.save()
+        finally:
+            if pool is not None:
+                pool.close()
+            for f in {id(x): x for x in (local, real) if x is not None}.values():
+                if f.env is not None:
+                    f.env.close()
+
+
+def sample_latent_sequences(
+    streams: list[dict[str, np.ndarray]], batch: int, length: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """``batch`` windows of ``length`` consecutive steps, uniform over start positions."""
+    sizes = np.array([max(0, len(s["mean"]) - length + 1) for s in streams], np.float64)
+    if sizes.sum() == 0:
+        raise RunConfigError(f"no stored stream holds {length} steps; collect more episodes or lower --vmc.rnn-seq")
+    which = rng.choice(len(streams), size=batch, p=sizes / sizes.sum())
+    out: dict[str, list[np.ndarray]] = {k: [] for k in streams[0]}
+    for s in which:
+        start = int(rng.integers(0, int(sizes[s])))
+        for k in out:
+            out[k].append(streams[s][k][start : start + length])
+    return {k: np.stack(x) for k, x in out.items()}
