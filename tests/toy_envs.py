@@ -108,6 +108,44 @@ class PointMassEnv(gym.Env):
         return obs, -(self.x**2), False, self.t >= self.length, {}
 
 
+class DodgeEnv(gym.Env):
+    """Pixels, like DoomTakeCover in miniature: a block falls in one of 8 columns over 4 steps;
+    the player (bottom row) moves left, stays or moves right, and survives (+1 per step) unless
+    the block lands on it. 64x64 RGB frames; at most 40 steps."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+    length = 40
+
+    def __init__(self, render_mode: str | None = None):
+        self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        self.action_space = spaces.Discrete(3)
+        self.render_mode = render_mode
+
+    def _frame(self) -> np.ndarray:
+        img = np.zeros((64, 64, 3), np.uint8)
+        img[56:64, self.player * 8 : self.player * 8 + 8] = 255
+        img[self.height * 14 : self.height * 14 + 8, self.column * 8 : self.column * 8 + 8, 0] = 255
+        return img
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.player, self.t = 4, 0
+        self.column, self.height = int(self.np_random.integers(8)), 0
+        return self._frame(), {}
+
+    def step(self, action):
+        self.player = int(np.clip(self.player + int(action) - 1, 0, 7))
+        self.height += 1
+        self.t += 1
+        hit = self.height == 4 and self.column == self.player
+        if self.height == 4:
+            self.column, self.height = int(self.np_random.integers(8)), 0
+        return self._frame(), 0.0 if hit else 1.0, hit, self.t >= self.length, {}
+
+    def render(self):
+        return self._frame()
+
+
 class NaNRewardEnv(CueEnv):
     """Like CueEnv, but every reward is NaN."""
 
@@ -130,6 +168,7 @@ def register() -> None:
         ("Sign", SignEnv),
         ("Counter", CounterEnv),
         ("PointMass", PointMassEnv),
+        ("Dodge", DodgeEnv),
         ("NaNReward", NaNRewardEnv),
         ("TextObs", TextObsEnv),
     ]:

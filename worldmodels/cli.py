@@ -13,7 +13,15 @@ from .config import BLOCKS, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
-RESUMABLE = {"steps", "vmc.rollouts", "vmc.vae_steps", "vmc.rnn_steps", "vmc.generations"}
+RESUMABLE = {
+    "steps",
+    "vmc.rollouts",
+    "vmc.vae_steps",
+    "vmc.rnn_steps",
+    "vmc.generations",
+    "vmc.workers",
+    "vmc.eval_every",
+}
 STAGES = ("collect", "vae", "mdnrnn", "controller")
 
 
@@ -196,6 +204,11 @@ def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
     from .run.finish import finish
     from .run.vmc import VMCTrainer
 
+    if not resume and args.stage not in (None, "collect"):
+        raise RunConfigError(
+            f"--stage {args.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
+            f"`--stage collect` (or no --stage to run them all), then `wm train --resume {cfg.logdir} --stage ...`"
+        )
     trainer = VMCTrainer(cfg, resume=resume, echo=(lambda *a: None) if args.quiet else print)
     c = trainer.train((args.stage,) if args.stage else STAGES)
     print(
