@@ -30,6 +30,17 @@ def _renders_rgb(env_id: str) -> bool:
     return "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
 
 
+def _register_extra(env_id: str) -> None:
+    """Envs that register on import of their package: ViZDoom's gymnasium wrapper."""
+    if env_id.startswith("Vizdoom") and env_id not in gym.registry:
+        try:
+            import vizdoom.gymnasium_wrapper  # noqa: F401
+        except ImportError as err:
+            raise UnknownEnvError(
+                f"{env_id} needs ViZDoom: pip install -c constraints.txt -e '.[games]' (or pip install vizdoom)"
+            ) from err
+
+
 def make_env(
     env_id: str,
     *,
@@ -49,10 +60,16 @@ def make_env(
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
     else:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control renders without a screen
+        _register_extra(env_id)
         kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
         try:
             can_render = _renders_rgb(env_id)
             env = gym.make(env_id, **({"render_mode": "rgb_array"} if can_render else {}), **kwargs)
+        except gym.error.DependencyNotInstalled as err:
+            raise UnknownEnvError(
+                f"{env_id} needs a package that is not installed ({err}); for CarRacing and the other Box2D "
+                "games: pip install -c constraints.txt -e '.[games]'"
+            ) from err
         except gym.error.Error as err:
             if env_id in gym.registry:
                 raise UnknownEnvError(f"could not make {env_id!r}: {err}") from err
