@@ -132,3 +132,38 @@ def test_latent_mpc_trains_and_acts_by_planning(tmp_path, env, planner):
     assert type(run.agent).__name__ == "LatentMPC"
     result = evaluate(run, episodes=1)
     assert result["episodes"] == 1
+
+
+def test_pets_value_learns_td_targets_and_bootstraps_plans():
+    """With --ensemble.value, V is fitted by TD(0): from states left of 0 every transition is
+    terminal (V = r = 1); right of 0 the episode goes on and stays right (V = 1 + 0.5 V = 2 at
+    discount 0.5). Plans then add discount^H V(final state)."""
+    import dataclasses
+
+    import torch
+
+    from worldmodels.agents.pets import make_pets
+    from worldmodels.config import Config
+    from worldmodels.specs import VECTOR, ActionSpec, ObsSpec
+
+    torch.manual_seed(0)
+    cfg = Config(
+        agent="pets",
+        plan=dataclasses.replace(SMALL_PLAN, discount=0.5),
+        ensemble=dataclasses.replace(SMALL_ENSEMBLE, value=True, batch=32),
+    )
+    pets = make_pets(ObsSpec(vector=1), ActionSpec(dim=1, discrete=False), cfg)
+    k, b = cfg.ensemble.members, cfg.ensemble.batch
+    for _ in range(600):
+        x = torch.rand(k * b, 1) * 2 - 1
+        batch = {
+            VECTOR: torch.stack([x, x], 1),
+            "action": torch.zeros(k * b, 2, 1),
+            "reward": torch.ones(k * b, 2),
+            "is_terminal": torch.stack([torch.zeros(k * b, dtype=torch.bool), x[:, 0] < 0], 1),
+            "is_first": torch.zeros(k * b, 2, dtype=torch.bool),
+        }
+        metrics = pets.train_step(batch)
+    assert "loss/value" in metrics
+    values = pets.state_value(torch.tensor([[-0.6], [0.6]]))
+    assert torch.allclose(values, torch.tensor([1.0, 2.0]), atol=0.15), values
