@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--temperature", type=float, default=1.0, help="vmc: MDN sampling temperature of the dream")
+    dr.add_argument(
+        "--policy",
+        choices=["agent", "random"],
+        default="agent",
+        help="who plays the held-out episodes: the run's agent, or seeded random actions (the same episodes "
+        "for every run, to compare models)",
+    )
 
     pl = sub.add_parser("plan", help="act by planning with a trained model; latency and model uncertainty")
     pl.add_argument("run", help="run folder (pets, mpc, or dreamer: plans in its world model)")
@@ -209,7 +217,9 @@ def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
             f"--stage {args.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
             f"`--stage collect` (or no --stage to run them all), then `wm train --resume {cfg.logdir} --stage ...`"
         )
-    trainer = VMCTrainer(cfg, resume=resume, echo=(lambda *a: None) if args.quiet else print)
+    # Flushed, so a log file of a background run shows each stage's progress as it happens.
+    echo = (lambda *a: None) if args.quiet else functools.partial(print, flush=True)
+    trainer = VMCTrainer(cfg, resume=resume, echo=echo)
     c = trainer.train((args.stage,) if args.stage else STAGES)
     print(
         f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
@@ -244,6 +254,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         seed=args.seed,
         temperature=args.temperature,
+        policy=args.policy,
     )
     for k in (1, 10, 30, 100, 300):
         if k <= len(m["mse"]):

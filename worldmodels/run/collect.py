@@ -81,6 +81,18 @@ def random_policy(action_spec, rng: np.random.Generator) -> ActFn:
     return act
 
 
+class RandomAgent:
+    """Uniformly random actions from a seeded generator, with the agents' ``act`` signature:
+    the same seed plays the same episodes whatever model is being judged on them."""
+
+    def __init__(self, action_spec, seed: int):
+        self.action_spec = action_spec
+        self._act = random_policy(action_spec, np.random.default_rng(seed))
+
+    def act(self, obs, is_first, carry=None, mode: bool = True):
+        return torch.as_tensor(self._act(obs, is_first.numpy())), None
+
+
 @dataclass
 class Episode:
     """One episode recorded step by step (aligned as above), with optional rendered frames."""

@@ -19,7 +19,7 @@ from ..agents.vmc import VMC
 from ..models.ensemble import GaussianEnsemble
 from ..specs import IMAGE, VECTOR
 from . import plots
-from .collect import Episode, run_episode
+from .collect import Episode, RandomAgent, run_episode
 from .frame_metrics import psnr, ssim
 from .runs import LoadedRun
 from .video import label, upscale, write_gif, write_video
@@ -99,9 +99,22 @@ def vmc_open_loop(agent: VMC, ep: Episode, context: int, horizon: int, temperatu
 
 
 def dream(
-    run: LoadedRun, *, context: int = 5, horizon: int = 45, episodes: int = 4, seed: int = 0, temperature: float = 1.0
+    run: LoadedRun,
+    *,
+    context: int = 5,
+    horizon: int = 45,
+    episodes: int = 4,
+    seed: int = 0,
+    temperature: float = 1.0,
+    policy: str = "agent",
 ) -> dict:
-    """Write ``RUN/dream/`` (metrics.json, plots, video) and return the metrics."""
+    """Write ``RUN/dream/`` (metrics.json, plots, video) and return the metrics.
+
+    ``policy="random"`` plays the held-out episodes with seeded random actions instead of the
+    run's agent, so different models (an RSSM and a V/M/C run) are scored on the same episodes.
+    """
+    if policy not in ("agent", "random"):
+        raise ValueError(f"--policy must be agent or random, got {policy!r}")
     if context < 1 or horizon < 1:
         raise ValueError(f"--context and --horizon must be >= 1, got {context} and {horizon}")
     out_dir = run.run_dir / "dream"
@@ -109,7 +122,11 @@ def dream(
     env = run.make_env()
     try:
         # Held out: fresh episodes from seeds the training run never used.
-        eps = [run_episode(env, run.agent, seed=900_000 + seed * 1000 + i, mode=False) for i in range(episodes)]
+        eps = []
+        for i in range(episodes):
+            s = 900_000 + seed * 1000 + i
+            actor = RandomAgent(run.agent.action_spec, s) if policy == "random" else run.agent
+            eps.append(run_episode(env, actor, seed=s, mode=False))
     finally:
         env.close()
     usable = [e for e in eps if len(e) > context]
@@ -159,6 +176,7 @@ def dream(
     if key == IMAGE:
         metrics["ssim"] = [float(np.mean(x)) for x in sims[:n]]
         metrics["baseline_ssim"] = [float(np.mean(x)) for x in base_sims[:n]]
+    metrics["policy"] = policy
     if isinstance(run.agent, VMC):
         metrics["temperature"] = temperature
     if any(spread):  # an ensemble: how far its members drift apart along the rollout

@@ -20,6 +20,7 @@ import torch
 
 from ..agents.mpc import make_mpc
 from ..agents.pets import PETS
+from ..errors import RunConfigError
 from ..models.ensemble import GaussianEnsemble
 from ..specs import VECTOR
 from . import plots
@@ -47,6 +48,11 @@ def planning_agent(run: LoadedRun, planner: str | None = None, plan: dict | None
     """The run's agent, set up to act by planning; ``planner`` and ``plan`` (PlanConfig fields)
     override the stored settings."""
     cfg = run.config
+    if cfg.agent == "vmc":
+        raise RunConfigError(
+            f"{run.run_dir} is a V/M/C run: its controller acts without planning. Use `wm eval {run.run_dir}` "
+            f"to play it, `wm dream {run.run_dir}` to see its model's predictions"
+        )
     if planner is not None:
         cfg = dataclasses.replace(cfg, planner=planner)
     if plan:
