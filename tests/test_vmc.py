@@ -171,7 +171,7 @@ def test_all_stages_end_to_end_then_eval_and_dream(tmp_path, capsys):
     assert main(["dream", run, "--temperature", "1.15", "--horizon", "10", "--episodes", "1"]) == 0
     metrics = json.loads((tmp_path / "run" / "dream" / "metrics.json").read_text())
     assert {"ssim", "baseline_ssim", "psnr", "baseline_psnr"} <= set(metrics) and metrics["temperature"] == 1.15
-    assert main(["dream", run, "--policy", "random", "--horizon", "10", "--episodes", "1"]) == 0
+    assert main(["dream", run, "--policy", "random", "--context", "2", "--horizon", "3", "--episodes", "3"]) == 0
     assert json.loads((tmp_path / "run" / "dream" / "metrics.json").read_text())["policy"] == "random"
     assert main(["plan", run]) == 2
     assert "acts without planning" in capsys.readouterr().err
