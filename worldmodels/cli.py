@@ -225,6 +225,9 @@ def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
         f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
         f"{c['generation']} CMA-ES generations"
     )
+    times = [f"{k.split('/')[1]} {v / 60:.1f} min" for k, v in c.items() if k.startswith("seconds/")]
+    if times:
+        print("wall time per stage: " + ", ".join(times))
     if not args.no_finish and c["rnn_steps"]:
         for path in finish(Path(cfg.logdir)):
             print(f"wrote {path}")

@@ -13,6 +13,7 @@ state and the dream's start latents; it is written during every stage and at its
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,9 @@ class VMCTrainer:
         checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
 
     def save(self) -> Path:
+        if getattr(self, "_stage_start", None):  # wall time per stage, summed over resumes
+            stage, start, before = self._stage_start
+            self.counters[f"seconds/{stage}"] = before + time.time() - start
         es = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in self.es_state.items()}
         payload = {
             "agent": self.agent.state_dict(),
@@ -100,6 +104,7 @@ class VMCTrainer:
         try:
             for stage in stages:
                 self._check_ready(stage)
+                self._stage_start = (stage, time.time(), self.counters.get(f"seconds/{stage}", 0.0))
                 getattr(self, f"_{stage}")()
                 self.save()
         except KeyboardInterrupt:
