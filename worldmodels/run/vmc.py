@@ -167,19 +167,14 @@ class VMCTrainer:
 
     def _vae(self) -> None:
         v, c = self.cfg.vmc, self.counters
-        vae, opt = self.agent.vae, self.optimizers["vae"]
+        vae = self.agent.vae
         out = self.run_dir / "vae"
         out.mkdir(exist_ok=True)
         vae.train()
         while c["vae_steps"] < v.vae_steps:
             frames = torch.from_numpy(self.store.sample(v.vae_batch, 1, self.np_rng)[IMAGE][:, 0])
-            loss, terms = vae.loss(frames)
-            check_finite({"vae": loss})
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            self._gradient_step("vae", *vae.loss(frames))
             c["vae_steps"] += 1
-            self.logger.add({"vae/loss": loss.item(), **{f"vae/{k}": x.item() for k, x in terms.items()}})
             last = c["vae_steps"] == v.vae_steps
             if c["vae_steps"] % LOG_EVERY == 0 or last:
                 row = self.logger.write(c["vae_steps"], key="vae_steps")
@@ -189,6 +184,17 @@ class VMCTrainer:
             if c["vae_steps"] % SAVE_EVERY == 0 or last:
                 self._write_recon(out / "recon.png")
                 self.save()
+
+    def _gradient_step(self, name: str, loss: torch.Tensor, terms: dict, clip: float | None = None) -> None:
+        """One update of model ``name`` (vae | mdnrnn); refused, naming the term, if the loss is not finite."""
+        check_finite({name: loss})
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(getattr(self.agent, name).parameters(), clip)
+        opt.step()
+        self.logger.add({f"{name}/loss": loss.item(), **{f"{name}/{k}": x.item() for k, x in terms.items()}})
 
     def _write_recon(self, path: Path) -> None:
         frames = torch.from_numpy(self.store.sample(8, 1, np.random.default_rng(0))[IMAGE][:, 0])
@@ -226,7 +232,7 @@ class VMCTrainer:
         self.dream_starts = torch.from_numpy(np.concatenate([s["mean"][s["is_first"]] for s in streams]))
         if len(self.dream_starts) == 0:
             raise RunConfigError("the replay holds no episode start; collect more: `--stage collect`")
-        rnn, opt = self.agent.mdnrnn, self.optimizers["mdnrnn"]
+        rnn = self.agent.mdnrnn
         rnn.train()
         while c["rnn_steps"] < v.rnn_steps:
             batch = sample_latent_sequences(streams, v.rnn_batch, v.rnn_seq + 1, self.np_rng)
@@ -243,13 +249,8 @@ class VMCTrainer:
                 b["is_terminal"][:, 1:],
                 mask,
             )
-            check_finite({"mdnrnn": loss})
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(rnn.parameters(), 1.0)
-            opt.step()
+            self._gradient_step("mdnrnn", loss, terms, clip=1.0)
             c["rnn_steps"] += 1
-            self.logger.add({"mdnrnn/loss": loss.item(), **{f"mdnrnn/{k}": x.item() for k, x in terms.items()}})
             last = c["rnn_steps"] == v.rnn_steps
             if c["rnn_steps"] % LOG_EVERY == 0 or last:
                 row = self.logger.write(c["rnn_steps"], key="rnn_steps")
