@@ -126,7 +126,7 @@ def stage_curves(rows: list[dict], path: Path, title: str) -> Path:
                 ax.plot(
                     x,
                     y,
-                    "o-" if k == "eval/return" else "-",
+                    "o-" if k == "eval/return" else ".-" if len(pts) < 30 else "-",  # a few points still show
                     label=k.split("/")[-1] if k != "eval/return" else "real env",
                 )
         ax.set_title(name)
