@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
-        "train", help="train an agent: dreamer (default), pets (ensemble + planner) or mpc (RSSM + planner)"
+        "train",
+        help="train an agent: dreamer (default), pets (ensemble + planner), mpc (RSSM + planner) or vmc (VAE + "
+        "MDN-RNN + controller evolved in the dream)",
     )
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its stored config")
     train.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
@@ -95,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode")
 
-    dr = sub.add_parser("dream", help="open-loop video prediction on held-out episodes")
+    dr = sub.add_parser(
+        "dream", help="open-loop video prediction on held-out episodes: MSE, PSNR, SSIM vs repeating the last frame"
+    )
     dr.add_argument("run", help="run folder")
     dr.add_argument("--context", type=int, default=5, help="real steps the model observes first")
     dr.add_argument("--horizon", type=int, default=45, help="steps it then imagines under the real actions")

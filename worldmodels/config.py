@@ -127,7 +127,7 @@ class VMCConfig:
     temperature: float = _f(1.15, "dream temperature tau of the MDN [1.15 Doom]")
     dream_max_steps: int = _f(2100, "dream episodes end after this many steps [2100 Doom]")
     workers: int = _f(2, "worker processes evaluating candidates")
-    eval_every: int = _f(10, "generations between evaluations of the best candidate in the real env")
+    eval_every: int = _f(10, "generations between real-env evaluations of the controller (the CMA-ES mean)")
 
 
 AGENTS = ("dreamer", "pets", "mpc", "vmc")
