@@ -133,9 +133,6 @@ class VMCTrainer:
                 f"Run it first: `wm train --resume {self.run_dir} --stage {before}`"
             )
 
-    def _status(self, text: str) -> None:
-        self.echo(text)
-
     def _collect(self) -> None:
         cfg, c, target = self.cfg, self.counters, self.cfg.vmc.rollouts
         if c["episodes"] >= target:
@@ -154,7 +151,7 @@ class VMCTrainer:
                     self.logger.add({"episode/return": ret, "episode/length": length})
                     if c["episodes"] % 10 == 0 or c["episodes"] == target:
                         row = self.logger.write(c["env_steps"])
-                        self._status(
+                        self.echo(
                             f"collect: {c['episodes']}/{target} episodes, {c['env_steps']} env steps, "
                             f"random return {row['episode/return']:.1f}"
                         )
@@ -178,7 +175,7 @@ class VMCTrainer:
             last = c["vae_steps"] == v.vae_steps
             if c["vae_steps"] % LOG_EVERY == 0 or last:
                 row = self.logger.write(c["vae_steps"], key="vae_steps")
-                self._status(
+                self.echo(
                     f"vae: step {c['vae_steps']}/{v.vae_steps}  recon {row['vae/recon']:.1f}  kl {row['vae/kl']:.1f}"
                 )
             if c["vae_steps"] % SAVE_EVERY == 0 or last:
@@ -227,7 +224,7 @@ class VMCTrainer:
         v, c = self.cfg.vmc, self.counters
         if c["rnn_steps"] >= v.rnn_steps and len(self.dream_starts):
             return
-        self._status(f"mdnrnn: encoding {len(self.store):,} stored frames with the VAE")
+        self.echo(f"mdnrnn: encoding {len(self.store):,} stored frames with the VAE")
         streams = self.encode_store()
         self.dream_starts = torch.from_numpy(np.concatenate([s["mean"][s["is_first"]] for s in streams]))
         if len(self.dream_starts) == 0:
@@ -254,7 +251,7 @@ class VMCTrainer:
             last = c["rnn_steps"] == v.rnn_steps
             if c["rnn_steps"] % LOG_EVERY == 0 or last:
                 row = self.logger.write(c["rnn_steps"], key="rnn_steps")
-                self._status(
+                self.echo(
                     f"mdnrnn: step {c['rnn_steps']}/{v.rnn_steps}  nll/dim {row['mdnrnn/nll']:.3f}  "
                     f"done {row['mdnrnn/done']:.4f}  reward {row['mdnrnn/reward']:.4f}"
                 )
@@ -306,7 +303,7 @@ class VMCTrainer:
                     metrics["eval/return"] = real_return
                     line += f"  real env {real_return:.1f}"
                 self.logger.write(es.generation, metrics, key="generation")
-                self._status(line + f"  ({v.controller_in})")
+                self.echo(line + f"  ({v.controller_in})")
                 self.save()
         finally:
             if pool is not None:
