@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BLOCKS, Config, PlanConfig, resolve, validate
+from .config import BLOCKS, VMC_STAGES, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
@@ -23,7 +23,6 @@ RESUMABLE = {
     "vmc.workers",
     "vmc.eval_every",
 }
-STAGES = ("collect", "vae", "mdnrnn", "controller")
 
 
 def _flag(name: str) -> str:
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-finish", action="store_true", help="skip the learning curve and dream at the end")
     train.add_argument(
         "--stage",
-        choices=STAGES,
+        choices=VMC_STAGES,
         help="vmc: run only this stage (collect, vae, mdnrnn, controller), e.g. to retrain it",
     )
     # The V/M/C settings users reach for most, without the block prefix (the paper's terms).
@@ -157,7 +156,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
         stored.steps = given.get("steps", stored.steps)
         for key in RESUMABLE - {"steps"}:
             if key in given:
-                setattr(stored.vmc, key.split(".", 1)[1], given[key])
+                block, field = key.split(".", 1)
+                setattr(getattr(stored, block), field, given[key])
         stored.logdir = str(args.resume)
         return stored, True
     cfg = resolve(given)
@@ -224,7 +224,7 @@ def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
     # Flushed, so a log file of a background run shows each stage's progress as it happens.
     echo = (lambda *a: None) if args.quiet else functools.partial(print, flush=True)
     trainer = VMCTrainer(cfg, resume=resume, echo=echo)
-    c = trainer.train((args.stage,) if args.stage else STAGES)
+    c = trainer.train((args.stage,) if args.stage else VMC_STAGES)
     print(
         f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
         f"{c['generation']} CMA-ES generations"

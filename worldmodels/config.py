@@ -131,6 +131,7 @@ class VMCConfig:
 
 
 AGENTS = ("dreamer", "pets", "mpc", "vmc")
+VMC_STAGES = ("collect", "vae", "mdnrnn", "controller")  # in the order they run
 PLANNERS = ("auto", "cem", "mppi", "mcts")
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from ..models.mdnrnn import MDNRNN
+from .vmc import controller_features, feature_size
 
 
 class DreamVecEnv(gym.vector.VectorEnv):
@@ -42,7 +43,7 @@ class DreamVecEnv(gym.vector.VectorEnv):
             raise ValueError(f"starts must be (N, {mdnrnn.z}) latents of real first frames, got {tuple(starts.shape)}")
         self.model, self.starts = mdnrnn.eval(), starts.float()
         self.num_envs, self.temperature, self.max_steps, self.cell = num_envs, temperature, max_steps, cell
-        feat = mdnrnn.z + mdnrnn.units * (2 if cell else 1)
+        feat = feature_size(mdnrnn.z, mdnrnn.units, cell)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (feat,), np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
@@ -57,8 +58,7 @@ class DreamVecEnv(gym.vector.VectorEnv):
         return self.starts[pick], h, c
 
     def _obs(self) -> Tensor:
-        parts = [self.z, self.h[0], self.c[0]] if self.cell else [self.z, self.h[0]]
-        return torch.cat(parts, -1)
+        return controller_features(self.z, (self.h, self.c), self.cell)
 
     @torch.no_grad()
     def reset_torch(self, seed: int | None = None) -> Tensor:

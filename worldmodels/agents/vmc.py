@@ -55,6 +55,17 @@ def controller_act(shape: ControllerShape, params: Tensor, features: Tensor, dis
     return torch.tanh(y)
 
 
+def feature_size(z: int, units: int, cell: bool) -> int:
+    """Width of what the controller sees: ``[z, h]``, or ``[z, h, c]`` with ``cell``."""
+    return z + units * (2 if cell else 1)
+
+
+def controller_features(z: Tensor, memory: Memory, cell: bool) -> Tensor:
+    """``[z, h]`` (or ``[z, h, c]``) for ``(B, z)`` latents and an LSTM memory of ``(1, B, units)``."""
+    h, c = memory
+    return torch.cat([z, h[0], c[0]] if cell else [z, h[0]], -1)
+
+
 class VMCCarry(NamedTuple):
     memory: Memory  # (h, c), each (1, B, units)
 
@@ -73,8 +84,7 @@ class VMC(nn.Module):
         super().__init__()
         self.obs_spec, self.action_spec = obs_spec, action_spec
         self.vae, self.mdnrnn, self.cell = vae, mdnrnn, cell
-        inp = vae.z + mdnrnn.units * (2 if cell else 1)
-        self.shape = ControllerShape(inp, hidden, action_spec.dim)
+        self.shape = ControllerShape(feature_size(vae.z, mdnrnn.units, cell), hidden, action_spec.dim)
         self.register_buffer("controller", torch.zeros(self.shape.size))
 
     def describe(self) -> str:
@@ -91,12 +101,6 @@ class VMC(nn.Module):
             "controller": self.shape.size,
         }
 
-    def features(self, z: Tensor, memory: Memory) -> Tensor:
-        """What the controller sees, ``(B, inp)``: ``[z, h]`` or ``[z, h, c]``."""
-        h, c = memory
-        parts = [z, h[0], c[0]] if self.cell else [z, h[0]]
-        return torch.cat(parts, -1)
-
     @torch.no_grad()
     def act(
         self, obs: dict[str, Tensor], is_first: Tensor, carry: VMCCarry | None = None, mode: bool = True
@@ -109,7 +113,7 @@ class VMC(nn.Module):
         keep = (~is_first.bool()).float()[None, :, None]
         memory = (memory[0] * keep, memory[1] * keep)
         z = self.vae.encode(obs[IMAGE]).mean
-        feats = self.features(z, memory)
+        feats = controller_features(z, memory, self.cell)
         action = controller_act(self.shape, self.controller[None], feats[None], self.action_spec.discrete)[0]
         _, memory = self.mdnrnn.step(z, action, memory)
         return action, VMCCarry(memory)

@@ -14,6 +14,7 @@ import torch
 
 from ..agents.dream_env import DreamVecEnv
 from ..agents.vmc import VMC, controller_act
+from ..config import Config
 from . import checkpoint
 from .collect import run_episode
 from .runs import build_agent, make_single_env, probe_specs, read_config
@@ -49,18 +50,21 @@ def dream_returns(
 
 
 class Fitness:
-    def __init__(self, run_dir: str | Path, where: str, threads: int = 1):
-        if threads:
-            torch.set_num_threads(threads)
+    """Scores candidates with ``agent``'s V and M; real-env episodes use one env, made on first use."""
+
+    def __init__(self, cfg: Config, agent: VMC, starts: torch.Tensor, where: str):
+        self.cfg, self.agent, self.starts, self.where = cfg, agent, starts, where
+        self.env = None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, where: str) -> Fitness:
+        """A worker's own copy of the run's models, loaded from its checkpoint."""
         run_dir = Path(run_dir)
-        self.cfg = read_config(run_dir)
+        cfg = read_config(run_dir)
         ckpt = checkpoint.load(run_dir / checkpoint.NAME)
-        self.agent: VMC = build_agent(self.cfg, *probe_specs(self.cfg))
-        self.agent.load_state_dict(ckpt["agent"])
-        self.agent.eval()
-        self.starts = ckpt["dream_starts"]
-        self.where = where
-        self.env = make_single_env(self.cfg) if where == "real" else None
+        agent: VMC = build_agent(cfg, *probe_specs(cfg))
+        agent.load_state_dict(ckpt["agent"])
+        return cls(cfg, agent.eval(), ckpt["dream_starts"], where)
 
     def __call__(self, task: tuple[np.ndarray, int]) -> np.ndarray:
         """``(params (P, size), seed)`` -> mean returns ``(P,)``."""
@@ -76,9 +80,16 @@ class Fitness:
         return np.array([self.real_return(p, seed, v.rollouts_per_candidate) for p in params_t])
 
     def real_return(self, params: torch.Tensor, seed: int, episodes: int) -> float:
+        """Mean return of the controller ``params`` over real episodes (it becomes the agent's controller)."""
+        if self.env is None:
+            self.env = make_single_env(self.cfg)
         self.agent.controller.copy_(params)
         rets = [run_episode(self.env, self.agent, seed=seed * 1000 + i).ret for i in range(episodes)]
         return float(np.mean(rets))
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
 
 
 _WORKER: Fitness | None = None
@@ -86,7 +97,8 @@ _WORKER: Fitness | None = None
 
 def init_worker(run_dir: str, where: str) -> None:
     global _WORKER
-    _WORKER = Fitness(run_dir, where, threads=1)
+    torch.set_num_threads(1)  # workers share the cores; more threads each would oversubscribe them
+    _WORKER = Fitness.from_run(run_dir, where)
 
 
 def score(task: tuple[np.ndarray, int]) -> np.ndarray:

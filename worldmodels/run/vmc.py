@@ -23,7 +23,7 @@ from PIL import Image
 from ..agents.dreamer import check_finite
 from ..agents.vmc import VMC
 from ..behavior.cmaes import CMAES
-from ..config import Config
+from ..config import VMC_STAGES, Config
 from ..data.replay import ReplayStore
 from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, RunConfigError
@@ -37,7 +37,6 @@ from .runs import build_agent, env_kwargs, probe_specs, write_config
 from .train import seed_everything
 from .workers import ResilientPool
 
-STAGES = ("collect", "vae", "mdnrnn", "controller")
 LOG_EVERY = 100  # gradient steps between metric lines in the vae and mdnrnn stages
 SAVE_EVERY = 1000
 
@@ -99,7 +98,7 @@ class VMCTrainer:
         return checkpoint.save(self.run_dir, payload)
 
     # ------------------------------------------------------------------ stages
-    def train(self, stages: tuple[str, ...] = STAGES) -> dict:
+    def train(self, stages: tuple[str, ...] = VMC_STAGES) -> dict:
         self.echo(f"agent vmc: {self.agent.describe()}")
         try:
             for stage in stages:
@@ -266,25 +265,23 @@ class VMCTrainer:
         if es.generation >= v.generations:
             return
         self.save()  # the workers load V, M and the dream's starts from the checkpoint
-        run_dir = str(self.run_dir)
-        local = Fitness(run_dir, v.controller_in, threads=0) if v.workers == 1 else None
-        pool = None if local else ResilientPool(v.workers, init_worker, (run_dir, v.controller_in), echo=self.echo)
-        real = local if (local and v.controller_in == "real") else Fitness(run_dir, "real", threads=0)
+        # In this process: scoring when there is one worker, and the real-env evaluations.
+        local = Fitness(cfg, self.agent, self.dream_starts, v.controller_in)
+        pool = None
+        if v.workers > 1:
+            pool = ResilientPool(v.workers, init_worker, (str(self.run_dir), v.controller_in), echo=self.echo)
         try:
             while es.generation < v.generations:
                 candidates = es.ask()
                 chunks = np.array_split(candidates, min(v.workers, len(candidates)))
                 seed = cfg.seed * 1_000_003 + es.generation * 101
                 tasks = [(chunk, seed + i) for i, chunk in enumerate(chunks)]
-                results = [local(t) for t in tasks] if local else pool.map(score, tasks)
+                results = pool.map(score, tasks) if pool else [local(t) for t in tasks]
                 fitness = np.concatenate(results)
                 es.tell(candidates, -fitness)
                 top = int(np.argmax(fitness))
                 if fitness[top] > self.best["fitness"]:
                     self.best = {"fitness": float(fitness[top]), "params": torch.tensor(candidates[top]).float()}
-                # The distribution's mean is what the agent acts with: a single candidate's score
-                # is a noisy maximum over the population, the mean's is not.
-                self.agent.controller.copy_(torch.from_numpy(es.mean).float())
                 self.es_state, c["generation"] = es.state_dict(), es.generation
                 metrics = {
                     "fitness/mean": float(fitness.mean()),
@@ -296,21 +293,21 @@ class VMCTrainer:
                     f"controller: generation {es.generation}/{v.generations}  "
                     f"fitness mean {fitness.mean():.1f} max {fitness.max():.1f}"
                 )
+                # The distribution's mean is what the agent acts with: a single candidate's score
+                # is a noisy maximum over the population, the mean's is not.
+                mean = torch.from_numpy(es.mean).float()
                 if es.generation % v.eval_every == 0 or es.generation == v.generations:
-                    real_return = real.real_return(
-                        self.agent.controller.clone(), 7_000_000 + es.generation, cfg.eval_episodes
-                    )
+                    real_return = local.real_return(mean, 7_000_000 + es.generation, cfg.eval_episodes)
                     metrics["eval/return"] = real_return
                     line += f"  real env {real_return:.1f}"
+                self.agent.controller.copy_(mean)
                 self.logger.write(es.generation, metrics, key="generation")
                 self.echo(line + f"  ({v.controller_in})")
                 self.save()
         finally:
             if pool is not None:
                 pool.close()
-            for f in {id(x): x for x in (local, real) if x is not None}.values():
-                if f.env is not None:
-                    f.env.close()
+            local.close()
 
 
 def sample_latent_sequences(
