@@ -135,9 +135,10 @@ def test_latent_mpc_trains_and_acts_by_planning(tmp_path, env, planner):
 
 
 def test_pets_value_learns_td_targets_and_bootstraps_plans():
-    """With --ensemble.value, V is fitted by TD(0): from states left of 0 every transition is
-    terminal (V = r = 1); right of 0 the episode goes on and stays right (V = 1 + 0.5 V = 2 at
-    discount 0.5). Plans then add discount^H V(final state)."""
+    """With --ensemble.value, V is fitted by TD(lambda) on replayed sequences: from states left
+    of 0 every transition is terminal (V = r = 1; the sequence then crosses into a new episode,
+    which must not leak into the target); right of 0 the episode goes on and stays right
+    (V = 1 + 0.5 V = 2 at discount 0.5). Plans then add discount^H V(final state)."""
     import dataclasses
 
     import torch
@@ -150,18 +151,21 @@ def test_pets_value_learns_td_targets_and_bootstraps_plans():
     cfg = Config(
         agent="pets",
         plan=dataclasses.replace(SMALL_PLAN, discount=0.5),
-        ensemble=dataclasses.replace(SMALL_ENSEMBLE, value=True, batch=32),
+        ensemble=dataclasses.replace(SMALL_ENSEMBLE, value=True, batch=32, value_horizon=4),
     )
     pets = make_pets(ObsSpec(vector=1), ActionSpec(dim=1, discrete=False), cfg)
-    k, b = cfg.ensemble.members, cfg.ensemble.batch
+    rows, length = pets.replay_shape
+    assert length == 4
     for _ in range(600):
-        x = torch.rand(k * b, 1) * 2 - 1
+        x = torch.rand(rows, 1) * 2 - 1
+        left = x[:, 0] < 0
+        no = torch.zeros(rows, dtype=torch.bool)
         batch = {
-            VECTOR: torch.stack([x, x], 1),
-            "action": torch.zeros(k * b, 2, 1),
-            "reward": torch.ones(k * b, 2),
-            "is_terminal": torch.stack([torch.zeros(k * b, dtype=torch.bool), x[:, 0] < 0], 1),
-            "is_first": torch.zeros(k * b, 2, dtype=torch.bool),
+            VECTOR: x[:, None].expand(rows, length, 1),
+            "action": torch.zeros(rows, length, 1),
+            "reward": torch.ones(rows, length),
+            "is_terminal": torch.stack([no, left, no, left], 1),
+            "is_first": torch.stack([no, no, left, no], 1),
         }
         metrics = pets.train_step(batch)
     assert "loss/value" in metrics

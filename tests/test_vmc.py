@@ -81,6 +81,31 @@ def test_mdn_sampling_at_low_temperature_returns_the_likeliest_mean():
         MDNRNN(4, 2, units=8, mixtures=0)
 
 
+def test_weighted_done_loss_ends_dreams_where_death_is_likely_enough():
+    """Action 1 kills with probability 0.2 per step, action 0 never. Plain BCE (weight 1) learns
+    odds 0.25, a negative logit, so a thresholded dream never ends; weight 10 turns them into
+    odds 2.5 (logit ~ +0.9), and the dream ends after the risky action only."""
+    torch.manual_seed(0)
+    ends = {}
+    for weight in (1.0, 10.0):
+        rnn = MDNRNN(2, 2, units=8, mixtures=1, done_weight=weight)
+        opt = torch.optim.Adam(rnn.parameters(), lr=1e-2)
+        for _ in range(300):
+            risky = torch.rand(64, 4) < 0.5
+            action = torch.nn.functional.one_hot(risky.long(), 2).float()
+            done = risky & (torch.rand(64, 4) < 0.2)
+            z = torch.zeros(64, 4, 2)
+            loss, _ = rnn.loss(z, action, z, torch.zeros(64, 4), done, torch.ones(64, 4, dtype=torch.bool))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        out, memory = rnn.step(torch.zeros(2, 2), torch.eye(2), rnn.initial(2))
+        ends[weight] = MDNRNN.sample(out, 1.0)[2].tolist()
+    assert ends == {1.0: [False, False], 10.0: [False, True]}
+    with pytest.raises(ValueError, match="done-weight"):
+        MDNRNN(2, 2, done_weight=0.0)
+
+
 def test_dream_env_is_a_valid_gymnasium_env():
     rnn = MDNRNN(6, 3, units=16, mixtures=2)
     check_env(DreamEnv(rnn, torch.randn(4, 6), 3, temperature=1.15, max_steps=30), skip_render_check=True)

@@ -95,9 +95,11 @@ class EnsembleConfig:
     batch: int = _f(256, "transitions per member per update")
     value: bool = _f(
         False,
-        "learn a state value by TD on replayed transitions and add it at the plan's horizon "
+        "learn a state value by TD(lambda) on replayed sequences and add it at the plan's horizon "
         "(for rewards whose cost lies beyond the horizon, e.g. survival tasks)",
     )
+    value_horizon: int = _f(32, "replayed steps per value target sequence (with --ensemble.value)")
+    value_lambda: float = _f(0.95, "TD(lambda) mixing of the value targets: 0 one-step, 1 Monte Carlo")
 
 
 @dataclass
@@ -117,6 +119,7 @@ class VMCConfig:
     rnn_batch: int = _f(100, "sequences per MDN-RNN batch [100]")
     rnn_seq: int = _f(64, "steps per MDN-RNN training sequence")
     rnn_lr: float = _f(1e-3, "MDN-RNN learning rate [1e-3]")
+    done_weight: float = _f(10.0, "weight of deaths in the done loss; the dream ends where the logit is > 0 [10]")
     controller_in: str = _f("dream", "where the controller is evolved: dream (inside M) | real (the env)")
     controller_hidden: int = _f(0, "hidden units of the controller (0: linear, as in the paper)")
     controller_cell: bool = _f(False, "controller also sees the LSTM cell c: [z, h, c] (the paper's Doom)")

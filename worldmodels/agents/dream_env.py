@@ -2,8 +2,8 @@
 
 Observations are what the controller sees, ``[z, h]`` (or ``[z, h, c]``); an action advances the
 LSTM, the next ``z`` is sampled from the mixture at temperature ``tau``, the reward is the reward
-head's and the episode ends when a done flag drawn from the done head says so (or after
-``max_steps``). Episodes start from latents of real first frames.
+head's and the episode ends where the done head's logit is positive (or after ``max_steps``).
+Episodes start from latents of real first frames.
 
 :class:`DreamVecEnv` is a gymnasium vector env (next-step autoreset, like gymnasium's own), so a
 whole CMA-ES population rolls out as one batch; ``reset_torch``/``step_torch`` skip numpy for the

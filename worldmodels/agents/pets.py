@@ -5,10 +5,12 @@ No policy is learned: before every action the planner tries action sequences in 
 best plan. Continuous actions plan with CEM or MPPI; discrete ones with MCTS over the
 ensemble's mean prediction.
 
-Optionally (``--ensemble.value``) a state value is learned by TD(0) on the replayed transitions
-and added at the plan's horizon, so costs beyond the horizon (a cart drifting into the end of its
-rail on a survival-only task) reach the planner. PETS itself has no value; this is the value
-bootstrap of TD-MPC and LOOP.
+Optionally (``--ensemble.value``) a state value is learned by TD(lambda) on replayed sequences
+of real steps and added at the plan's horizon, so costs beyond the horizon (a cart drifting into
+the end of its rail on a survival-only task) reach the planner. PETS itself has no value; this is
+the value bootstrap of TD-MPC and LOOP. Multi-step targets matter here: with one-step TD and a
+slow target network, news of a failure 100 steps ahead needs ~100 target refreshes to arrive,
+far more than a 5,000-step run has.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import copy
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..behavior.returns import replay_lambda_returns
 from ..config import Config
 from ..models.ensemble import GaussianEnsemble
 from ..nn.layers import MLP
@@ -56,6 +58,8 @@ class PETS(nn.Module):
         bf16: bool = False,
         value: nn.Module | None = None,
         value_lr: float = 1e-3,
+        value_horizon: int = 32,
+        value_lambda: float = 0.95,
     ):
         super().__init__()
         self.obs_spec, self.action_spec = obs_spec, action_spec
@@ -64,16 +68,19 @@ class PETS(nn.Module):
         self.objective_kind, self.beta, self.cvar_alpha, self.discount = objective, beta, cvar_alpha, discount
         self.bf16 = bf16
         self.optimizers = {"model": torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)}
-        self.value = value
+        self.value, self.value_horizon, self.value_lambda = value, value_horizon, value_lambda
         if value is not None:
+            if value_horizon < 2:
+                raise ValueError(f"--ensemble.value-horizon must be >= 2 replayed steps, got {value_horizon}")
             self.value_target = copy.deepcopy(value).requires_grad_(False)
             self.optimizers["value"] = torch.optim.Adam(value.parameters(), lr=value_lr)
 
     # ---------------------------------------------------------- trainer API
     @property
     def replay_shape(self) -> tuple[int, int]:
-        """Sequences the trainer samples per update: one transition per row, ``batch`` per member."""
-        return self.ensemble.members * self.batch, 2
+        """Sequences the trainer samples per update, ``batch`` per member. The ensemble trains on
+        each row's first transition; the value (if any) on the whole sequence."""
+        return self.ensemble.members * self.batch, 2 if self.value is None else self.value_horizon
 
     @property
     def replayed_per_update(self) -> int:
@@ -126,7 +133,7 @@ class PETS(nn.Module):
         opt.step()
         out = {"loss/ensemble": loss.item(), **{f"ensemble/{k}": v.item() for k, v in metrics.items()}}
         if self.value is not None:
-            out.update(self._train_value(t))
+            out.update(self._train_value(batch))
         return out
 
     def state_value(self, obs: Tensor, target: bool = False) -> Tensor:
@@ -137,15 +144,22 @@ class PETS(nn.Module):
         x = (obs - self.ensemble.inputs.mean[:d]) / self.ensemble.inputs.std[:d]
         return net(x).squeeze(-1) / (1 - self.discount)
 
-    def _train_value(self, t: dict[str, Tensor]) -> dict[str, float]:
-        """TD(0) on every member's draws: ``r + discount (1 - terminal) V_target(obs')``."""
-        valid = t["mask"].reshape(-1)
-        obs, nxt = (t[k].reshape(-1, t[k].shape[-1])[valid] for k in ("obs", "next_obs"))
-        reward, terminal = (t[k].reshape(-1)[valid].float() for k in ("reward", "terminal"))
+    def _train_value(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """TD(lambda) on replayed sequences, bootstrapped from a Polyak-averaged target network."""
+        obs = batch[VECTOR].float()
+        reward, terminal, first = batch["reward"].float(), batch["is_terminal"].bool(), batch["is_first"].bool()
         with torch.no_grad():
-            target = reward + self.discount * (1 - terminal) * self.state_value(nxt, target=True)
+            target, valid = replay_lambda_returns(
+                reward,
+                terminal,
+                first,
+                self.state_value(obs, target=True),
+                gamma=self.discount,
+                lam=self.value_lambda,
+            )
         scale = 1 - self.discount
-        loss = F.mse_loss(self.state_value(obs) * scale, target * scale)
+        pred = self.state_value(obs[:, :-1]) * scale
+        loss = (((pred - target * scale) ** 2) * valid).sum() / valid.sum().clamp_min(1)
         check_finite({"value_loss": loss})
         opt = self.optimizers["value"]
         opt.zero_grad(set_to_none=True)
@@ -154,7 +168,7 @@ class PETS(nn.Module):
         with torch.no_grad():  # Polyak-averaged target, as in DQN / TD-MPC
             for p, q in zip(self.value.parameters(), self.value_target.parameters()):
                 q.lerp_(p, 0.01)
-        return {"loss/value": loss.item(), "value/mean": target.mean().item()}
+        return {"loss/value": loss.item(), "value/mean": target[valid].mean().item() if valid.any() else 0.0}
 
     def optimizer_state(self) -> dict:
         return {k: opt.state_dict() for k, opt in self.optimizers.items()}
@@ -237,4 +251,6 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         bf16=p.bf16,
         value=MLP(obs_spec.vector, 1, units=e.units, layers=2) if e.value else None,
         value_lr=e.lr,
+        value_horizon=e.value_horizon,
+        value_lambda=e.value_lambda,
     )

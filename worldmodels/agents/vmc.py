@@ -127,5 +127,5 @@ def make_vmc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> VMC:
         )
     v = cfg.vmc
     vae = ConvVAE(obs_spec.image[-1], z=v.z, depth=v.vae_depth, kl_tolerance=v.kl_tolerance)
-    rnn = MDNRNN(v.z, action_spec.dim, units=v.rnn_units, mixtures=v.mixtures)
+    rnn = MDNRNN(v.z, action_spec.dim, units=v.rnn_units, mixtures=v.mixtures, done_weight=v.done_weight)
     return VMC(obs_spec, action_spec, vae=vae, mdnrnn=rnn, hidden=v.controller_hidden, cell=v.controller_cell)

@@ -57,3 +57,35 @@ class ReturnScale(nn.Module):
 
     def scale(self) -> Tensor:
         return torch.clamp(self.high - self.low, min=1.0)
+
+
+def replay_lambda_returns(
+    reward: Tensor, terminal: Tensor, first: Tensor, value: Tensor, *, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """TD(lambda) returns along replayed sequences of ``L`` stored rows, which may cross episodes.
+
+    Rows are as the replay stores them (``(N, L)`` each): ``reward[:, t]`` and ``terminal[:, t]``
+    came with arriving at row ``t``; ``first[:, t]`` marks row ``t`` as an episode's start, so the
+    step from ``t - 1`` to ``t`` is no transition. ``value`` is ``V(s_t)`` (a target network's).
+    A terminal state is worth 0; at an episode's end the return is cut to the state's own value
+    (a truncation), so nothing leaks across episodes.
+
+    Returns ``R_0 .. R_{L-2}`` as ``(N, L-1)`` and a mask of the rows that are real training
+    targets (not terminal, and followed by a transition of their own episode).
+    """
+    if not reward.shape == terminal.shape == first.shape == value.shape:
+        raise ValueError(
+            f"expected reward, terminal, first and value of one shape (N, L); got {tuple(reward.shape)}, "
+            f"{tuple(terminal.shape)}, {tuple(first.shape)}, {tuple(value.shape)}"
+        )
+    alive = 1.0 - terminal.float()
+    first = first.bool()
+    v = value * alive
+    ret = v[:, -1]
+    out = []
+    for t in reversed(range(reward.shape[1] - 1)):
+        step = reward[:, t + 1] + gamma * alive[:, t + 1] * ((1 - lam) * v[:, t + 1] + lam * ret)
+        ret = torch.where(first[:, t + 1], v[:, t], step)
+        out.append(ret)
+    valid = ~first[:, 1:] & ~terminal[:, :-1].bool()
+    return torch.stack(out[::-1], 1), valid
