@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..agents.dream_env import DreamVecEnv
 from ..agents.vmc import VMC, controller_act
@@ -18,6 +19,25 @@ from ..config import Config
 from . import checkpoint
 from .collect import run_episode
 from .runs import build_agent, make_single_env, probe_specs, read_config
+
+
+def dream_episodes(
+    agent: VMC, starts: torch.Tensor, n: int, policy, *, temperature: float, max_steps: int, seed: int
+) -> torch.Tensor:
+    """Returns ``(n,)`` of one dream episode per env, all ``n`` stepping as one batch;
+    ``policy(obs (n, F)) -> actions (n, A)``."""
+    env = DreamVecEnv(
+        agent.mdnrnn, starts, agent.action_spec.dim, num_envs=n, temperature=temperature,
+        max_steps=max_steps, cell=agent.cell, seed=seed,
+    )  # fmt: skip
+    obs = env.reset_torch(seed)
+    alive = torch.ones(n, dtype=torch.bool)
+    returns = torch.zeros(n)
+    while alive.any():
+        obs, reward, term, trunc = env.step_torch(policy(obs))
+        returns += reward * alive
+        alive &= ~(term | trunc)
+    return returns
 
 
 @torch.no_grad()
@@ -33,20 +53,35 @@ def dream_returns(
 ) -> torch.Tensor:
     """Mean return ``(P,)`` of each candidate ``params (P, size)`` over ``rollouts`` dream episodes."""
     p = params.shape[0]
-    env = DreamVecEnv(
-        agent.mdnrnn, starts, agent.action_spec.dim, num_envs=p * rollouts, temperature=temperature,
-        max_steps=max_steps, cell=agent.cell, seed=seed,
-    )  # fmt: skip
-    obs = env.reset_torch(seed)
-    alive = torch.ones(p * rollouts, dtype=torch.bool)
-    returns = torch.zeros(p * rollouts)
-    while alive.any():
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
         feats = obs.reshape(p, rollouts, -1)
-        action = controller_act(agent.shape, params, feats, agent.action_spec.discrete).reshape(p * rollouts, -1)
-        obs, reward, term, trunc = env.step_torch(action)
-        returns += reward * alive
-        alive &= ~(term | trunc)
+        return controller_act(agent.shape, params, feats, agent.action_spec.discrete).reshape(p * rollouts, -1)
+
+    returns = dream_episodes(
+        agent, starts, p * rollouts, policy, temperature=temperature, max_steps=max_steps, seed=seed
+    )
     return returns.reshape(p, rollouts).mean(1)
+
+
+@torch.no_grad()
+def random_dream_return(
+    agent: VMC, starts: torch.Tensor, *, episodes: int, temperature: float, max_steps: int, seed: int
+) -> float:
+    """Mean dream return of a uniformly random policy: set beside the same policy's real return
+    (the collect stage's), it says whether the dream is harder or easier than the game before
+    any controller is evolved in it."""
+    gen = torch.Generator().manual_seed(seed)
+    dim, discrete = agent.action_spec.dim, agent.action_spec.discrete
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        if discrete:
+            return F.one_hot(torch.randint(dim, (n,), generator=gen), dim).float()
+        return torch.rand(n, dim, generator=gen) * 2 - 1
+
+    returns = dream_episodes(agent, starts, episodes, policy, temperature=temperature, max_steps=max_steps, seed=seed)
+    return float(returns.mean())
 
 
 class Fitness:

@@ -31,7 +31,7 @@ from ..models.vae import reconstruction_grid
 from ..specs import IMAGE
 from . import checkpoint
 from .collect import Collector, random_policy
-from .fitness import Fitness, init_worker, score
+from .fitness import Fitness, init_worker, random_dream_return, score
 from .logger import MetricsLogger
 from .runs import build_agent, env_kwargs, probe_specs, write_config
 from .train import seed_everything
@@ -147,6 +147,7 @@ class VMCTrainer:
                 c["env_steps"] += cfg.envs * cfg.action_repeat
                 for ret, length in finished:
                     c["episodes"] += 1
+                    c["random_return_sum"] = c.get("random_return_sum", 0.0) + ret
                     self.logger.add({"episode/return": ret, "episode/length": length})
                     if c["episodes"] % 10 == 0 or c["episodes"] == target:
                         row = self.logger.write(c["env_steps"])
@@ -257,6 +258,21 @@ class VMCTrainer:
             if c["rnn_steps"] % SAVE_EVERY == 0:
                 self.save()
 
+    def _dream_check(self) -> None:
+        """A random policy's return in the dream beside its return in the game (the collected
+        episodes): a dream much easier than the game teaches a controller little that transfers."""
+        v, c = self.cfg.vmc, self.counters
+        dream = random_dream_return(
+            self.agent, self.dream_starts, episodes=64, temperature=v.temperature,
+            max_steps=v.dream_max_steps, seed=self.cfg.seed,
+        )  # fmt: skip
+        real = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
+        self.logger.write(0, {"dream_check/random_dream": dream, "dream_check/random_real": real}, key="generation")
+        self.echo(
+            f"controller: a random policy returns {dream:.1f} in the dream (tau {v.temperature}) "
+            f"and {real:.1f} in the real env"
+        )
+
     def _controller(self) -> None:
         cfg, v, c = self.cfg, self.cfg.vmc, self.counters
         es = CMAES(np.zeros(self.agent.shape.size), v.sigma0, popsize=v.population, seed=cfg.seed)
@@ -267,6 +283,8 @@ class VMCTrainer:
         self.save()  # the workers load V, M and the dream's starts from the checkpoint
         # In this process: scoring when there is one worker, and the real-env evaluations.
         local = Fitness(cfg, self.agent, self.dream_starts, v.controller_in)
+        if es.generation == 0 and v.controller_in == "dream":
+            self._dream_check()
         pool = None
         if v.workers > 1:
             pool = ResilientPool(v.workers, init_worker, (str(self.run_dir), v.controller_in), echo=self.echo)
