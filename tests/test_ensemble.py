@@ -67,3 +67,26 @@ def test_normalizer_matches_full_data_statistics():
         norm.update(chunk)
     assert torch.allclose(norm.mean, data.mean(0), atol=1e-4)
     assert torch.allclose(norm.std, data.std(0, unbiased=False), atol=1e-4)
+
+
+def test_planning_rollout_equals_the_step_it_is_folded_from():
+    """``rollout`` folds both normalisations into the weights for speed: it must be the same
+    function as repeated ``step`` calls (exactly without noise, same spread with it)."""
+    torch.manual_seed(0)
+    ens = GaussianEnsemble(3, 1, members=4, units=16, layers=2)
+    ens.inputs.update(torch.randn(500, 4) * torch.tensor([1.0, 2.0, 3.0, 0.5]) + 1)
+    ens.targets.update(torch.randn(500, 4) * torch.tensor([0.1, 0.2, 0.3, 2.0]) - 0.5)
+    obs, actions = torch.randn(3), torch.rand(6, 5, 1) * 2 - 1
+    roll = ens.rollout(obs, actions, particles_per_member=2, sample=False)
+    x, acts = obs.expand(4, 12, 3), actions.repeat_interleave(2, 0)
+    with torch.no_grad():
+        for t in range(5):
+            x, r, c = ens.step(x, acts[:, t].expand(4, -1, -1), sample=False)
+            torch.testing.assert_close(roll.states[..., t, :], x.reshape(4, 6, 2, 3).transpose(0, 1))
+            torch.testing.assert_close(roll.rewards[..., t], r.reshape(4, 6, 2).transpose(0, 1))
+            torch.testing.assert_close(roll.conts[..., t], c.reshape(4, 6, 2).transpose(0, 1))
+        one = torch.zeros(1, 1, 1).expand(20_000, 1, 1)
+        sampled = ens.rollout(obs, one).states[:, :, 0, 0]  # (N, K, D)
+        reference, _, _ = ens.step(obs.expand(4, 20_000, 3), one[:, 0].expand(4, -1, -1))
+    torch.testing.assert_close(sampled.std(0), reference.std(1), rtol=0.05, atol=0)
+    torch.testing.assert_close(sampled.mean(0), reference.mean(1), rtol=0, atol=0.02)

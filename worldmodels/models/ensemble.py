@@ -147,16 +147,39 @@ class GaussianEnsemble(nn.Module):
     def rollout(
         self, obs: Tensor, actions: Tensor, *, particles_per_member: int = 1, sample: bool = True, generator=None
     ) -> Rollout:
-        """Trajectory sampling from one state ``obs (D,)`` under ``actions (N, H, A)``."""
+        """Trajectory sampling from one state ``obs (D,)`` under ``actions (N, H, A)``.
+
+        The same mathematics as :meth:`step`, rearranged for speed (planning is this loop, run
+        ``iterations x horizon`` times per decision): both normalisations are folded into the
+        first and last layers' weights once per call, layers work in place, and noise is drawn
+        only for the state (the reward used is the expected one).
+        """
         n, horizon, _ = actions.shape
         k, m = self.members, particles_per_member
         x = obs.float().reshape(1, 1, -1).expand(k, n * m, -1)
         acts = actions.float().repeat_interleave(m, 0)  # (N*M, H, A), particle-major within a candidate
+        first, hidden, head = self._planning_weights()
+        d = self.obs_dim
+        std = self.targets.std
         rewards, conts, states = [], [], []
         for t in range(horizon):
-            x, r, c = self.step(x, acts[:, t].expand(k, -1, -1), sample=sample, generator=generator)
-            rewards.append(r)
-            conts.append(c)
+            h = torch.baddbmm(first[1], torch.cat([x, acts[:, t].expand(k, -1, -1)], -1), first[0])
+            F.silu(h, inplace=True)
+            for w, b in hidden:
+                h = torch.bmm(h, w).add_(b)
+                F.silu(h, inplace=True)
+            out = torch.bmm(h, head[0]).add_(head[1])
+            mean = out[..., : d + 1]  # already in real units: delta of the state, then reward
+            nxt = x + mean[..., :d]
+            if sample:
+                raw = out[..., d + 1 : d + 1 + d]
+                logvar = self.max_logvar[:d] - F.softplus(self.max_logvar[:d] - raw)
+                logvar = self.min_logvar[:d] + F.softplus(logvar - self.min_logvar[:d])
+                eps = torch.randn(nxt.shape, generator=generator, device=nxt.device, dtype=nxt.dtype)
+                nxt = nxt.addcmul_(torch.exp(0.5 * logvar).mul_(std[:d]), eps)
+            x = nxt
+            rewards.append(mean[..., d])
+            conts.append(torch.sigmoid(-out[..., -1]))  # 1 - sigmoid(terminal logit)
             states.append(x)
 
         def arrange(seq: list[Tensor]) -> Tensor:  # H x (K, N*M, ...) -> (N, K, M, H, ...)
@@ -165,6 +188,21 @@ class GaussianEnsemble(nn.Module):
             return y.transpose(0, 1)
 
         return Rollout(arrange(rewards), arrange(conts), arrange(states))
+
+    def _planning_weights(self):
+        """Layer weights with the input normalisation folded into the first layer and the target
+        de-normalisation of the mean folded into the head: ``(W, b)`` pairs, ``(K, in, out)``."""
+        mean_in, std_in = self.inputs.mean, self.inputs.std
+        w0, b0 = self.hidden[0].weight, self.hidden[0].bias
+        w_first = w0 / std_in[None, :, None]
+        b_first = b0 - ((mean_in / std_in) @ w0)[:, None]  # (K, 1, out)
+        hidden = [(layer.weight, layer.bias) for layer in self.hidden[1:]]
+        d = self.obs_dim + 1
+        w, b = self.head.weight, self.head.bias
+        std_t, mean_t = self.targets.std, self.targets.mean
+        w_head = torch.cat([w[..., :d] * std_t, w[..., d:]], -1)
+        b_head = torch.cat([b[..., :d] * std_t + mean_t, b[..., d:]], -1)
+        return (w_first, b_first), hidden, (w_head, b_head)
 
     @torch.no_grad()
     def predict_members(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
