@@ -106,6 +106,24 @@ def test_weighted_done_loss_ends_dreams_where_death_is_likely_enough():
         MDNRNN(2, 2, done_weight=0.0)
 
 
+def test_done_threshold_calibration_matches_the_real_random_survival():
+    """Bisection on the done threshold: the random policy's mean dream length lands on the target."""
+    from types import SimpleNamespace
+
+    from worldmodels.run.fitness import calibrate_done_threshold, random_dream_episodes
+    from worldmodels.specs import ActionSpec
+
+    torch.manual_seed(0)
+    rnn = MDNRNN(4, 3, units=16, mixtures=2)
+    with torch.no_grad():
+        rnn.head.weight[-1].normal_(0, 2.0)  # a done head that depends on the state
+    agent = SimpleNamespace(mdnrnn=rnn, action_spec=ActionSpec(3, True), cell=False)
+    starts, kw = torch.randn(8, 4), {"temperature": 1.0, "max_steps": 200, "seed": 0}
+    threshold = calibrate_done_threshold(agent, starts, 25.0, **kw)
+    _, length = random_dream_episodes(agent, starts, episodes=64, done_threshold=threshold, **kw)
+    assert 20 <= length <= 30, (threshold, length)
+
+
 def test_dream_env_is_a_valid_gymnasium_env():
     rnn = MDNRNN(6, 3, units=16, mixtures=2)
     check_env(DreamEnv(rnn, torch.randn(4, 6), 3, temperature=1.15, max_steps=30), skip_render_check=True)
@@ -200,6 +218,16 @@ def test_all_stages_end_to_end_then_eval_and_dream(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "dream" / "metrics.json").read_text())["policy"] == "random"
     assert main(["plan", run]) == 2
     assert "acts without planning" in capsys.readouterr().err
+    # Retrain only C, at another temperature: the dream is recalibrated, CMA-ES starts over.
+    assert "done_threshold" in ckpt
+    retrain = ["train", "--resume", run, "--stage", "controller", "--retrain", "--no-finish"]
+    assert main([*retrain, "--vmc.temperature", "1.0", "--vmc.generations", "1"]) == 0
+    ckpt = checkpoint.load(tmp_path / "run" / checkpoint.NAME)
+    assert ckpt["counters"]["generation"] == 1 and ckpt["counters"]["rnn_steps"] == 30
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["vmc"]["temperature"] == 1.0
+    assert main(["train", "--resume", run, "--retrain", "--no-finish"]) == 2  # which stage?
+    assert main([*retrain[:4], "collect", "--retrain"]) == 2  # would discard the episodes
+    assert main([*retrain, "--vmc.z", "4"]) == 2  # a shape: needs a new run
 
 
 def test_a_stopped_controller_run_resumes_where_it_stopped(tmp_path):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BLOCKS, VMC_STAGES, Config, PlanConfig, resolve, validate
+from .config import BLOCKS, VMC_RETRAINABLE, VMC_STAGES, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--stage",
         choices=VMC_STAGES,
-        help="vmc: run only this stage (collect, vae, mdnrnn, controller), e.g. to retrain it",
+        help="vmc: run only this stage (collect, vae, mdnrnn, controller), e.g. to train it longer",
+    )
+    train.add_argument(
+        "--retrain",
+        action="store_true",
+        help="vmc, with --resume and --stage: start that stage over from scratch, and every stage after it",
     )
     # The V/M/C settings users reach for most, without the block prefix (the paper's terms).
     train.add_argument(
@@ -132,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "resume", "quiet", "no_finish", "stage"}
+    skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain"}
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
@@ -146,15 +151,17 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
         flat = _flatten(stored)
         if given.get("logdir") == args.resume:
             given.pop("logdir")
-        conflicts = {k: (flat.get(k), v) for k, v in given.items() if k not in RESUMABLE and flat.get(k) != v}
+        changeable = RESUMABLE | _retrainable(args)
+        conflicts = {k: (flat.get(k), v) for k, v in given.items() if k not in changeable and flat.get(k) != v}
         if conflicts:
             lines = ", ".join(f"--{k.replace('_', '-')}: stored {a!r}, given {b!r}" for k, (a, b) in conflicts.items())
             raise RunConfigError(
                 f"the flags conflict with the stored config of {args.resume} ({lines}). A resumed run keeps its "
-                "config (only --steps may change); start a new run with another --logdir to change it."
+                "config (only how long it runs may change; with --retrain --stage S also the training settings "
+                "of S and later stages); start a new run with another --logdir to change it."
             )
         stored.steps = given.get("steps", stored.steps)
-        for key in RESUMABLE - {"steps"}:
+        for key in changeable - {"steps"}:
             if key in given:
                 block, field = key.split(".", 1)
                 setattr(getattr(stored, block), field, given[key])
@@ -167,6 +174,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
             "or choose a new --logdir."
         )
     return cfg, False
+
+
+def _retrainable(args: argparse.Namespace) -> set[str]:
+    """Settings ``--retrain --stage S`` may change: the training settings of S and every later stage."""
+    if not (getattr(args, "retrain", False) and getattr(args, "stage", None)):
+        return set()
+    later = VMC_STAGES[VMC_STAGES.index(args.stage) :]
+    return {f"vmc.{field}" for stage in later for field in VMC_RETRAINABLE[stage]}
 
 
 def _flatten(cfg: Config) -> dict[str, Any]:
@@ -224,7 +239,9 @@ def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
     # Flushed, so a log file of a background run shows each stage's progress as it happens.
     echo = (lambda *a: None) if args.quiet else functools.partial(print, flush=True)
     trainer = VMCTrainer(cfg, resume=resume, echo=echo)
-    c = trainer.train((args.stage,) if args.stage else VMC_STAGES)
+    if args.retrain and not (resume and args.stage):
+        raise RunConfigError("--retrain needs --resume RUN and the --stage to start over")
+    c = trainer.train((args.stage,) if args.stage else VMC_STAGES, retrain=args.retrain)
     print(
         f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
         f"{c['generation']} CMA-ES generations"

@@ -119,7 +119,12 @@ class VMCConfig:
     rnn_batch: int = _f(100, "sequences per MDN-RNN batch [100]")
     rnn_seq: int = _f(64, "steps per MDN-RNN training sequence")
     rnn_lr: float = _f(1e-3, "MDN-RNN learning rate [1e-3]")
-    done_weight: float = _f(10.0, "weight of deaths in the done loss; the dream ends where the logit is > 0 [10]")
+    done_weight: float = _f(10.0, "weight of deaths in M's done loss [10]")
+    calibrate_done: bool = _f(
+        True,
+        "set the dream's done threshold so that a random policy lives as long in the dream as in the "
+        "collected episodes (off: the paper's, done logit > 0)",
+    )
     controller_in: str = _f("dream", "where the controller is evolved: dream (inside M) | real (the env)")
     controller_hidden: int = _f(0, "hidden units of the controller (0: linear, as in the paper)")
     controller_cell: bool = _f(False, "controller also sees the LSTM cell c: [z, h, c] (the paper's Doom)")
@@ -135,6 +140,15 @@ class VMCConfig:
 
 AGENTS = ("dreamer", "pets", "mpc", "vmc")
 VMC_STAGES = ("collect", "vae", "mdnrnn", "controller")  # in the order they run
+# Training settings (not shapes) a stage restarted with `--retrain` may change, with every later stage's.
+VMC_RETRAINABLE = {
+    "collect": (),
+    "vae": ("vae_steps", "vae_batch", "vae_lr", "kl_tolerance"),
+    "mdnrnn": ("rnn_steps", "rnn_batch", "rnn_seq", "rnn_lr", "done_weight"),
+    "controller": (
+        "population", "rollouts_per_candidate", "sigma0", "temperature", "dream_max_steps", "calibrate_done",
+    ),
+}  # fmt: skip
 PLANNERS = ("auto", "cem", "mppi", "mcts")
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 

@@ -2,7 +2,8 @@
 
 Observations are what the controller sees, ``[z, h]`` (or ``[z, h, c]``); an action advances the
 LSTM, the next ``z`` is sampled from the mixture at temperature ``tau``, the reward is the reward
-head's and the episode ends where the done head's logit is positive (or after ``max_steps``).
+head's and the episode ends where the done head's logit exceeds ``done_threshold`` (0, the
+paper's rule, unless calibrated: see ``run/vmc.py``) or after ``max_steps``.
 Episodes start from latents of real first frames.
 
 :class:`DreamVecEnv` is a gymnasium vector env (next-step autoreset, like gymnasium's own), so a
@@ -36,6 +37,7 @@ class DreamVecEnv(gym.vector.VectorEnv):
         max_steps: int = 1000,
         cell: bool = False,
         seed: int = 0,
+        done_threshold: float = 0.0,
     ):
         if temperature <= 0:
             raise ValueError(f"the dream's temperature must be > 0 (try 1.0 or 1.15), got {temperature}")
@@ -43,6 +45,7 @@ class DreamVecEnv(gym.vector.VectorEnv):
             raise ValueError(f"starts must be (N, {mdnrnn.z}) latents of real first frames, got {tuple(starts.shape)}")
         self.model, self.starts = mdnrnn.eval(), starts.float()
         self.num_envs, self.temperature, self.max_steps, self.cell = num_envs, temperature, max_steps, cell
+        self.done_threshold = done_threshold
         feat = feature_size(mdnrnn.z, mdnrnn.units, cell)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (feat,), np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
@@ -73,7 +76,7 @@ class DreamVecEnv(gym.vector.VectorEnv):
     def step_torch(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``actions (N, A)`` -> observation, reward, terminated, truncated (all tensors)."""
         out, (h, c) = self.model.step(self.z, actions.float(), (self.h, self.c))
-        z, reward, done = self.model.sample(out, self.temperature, self.generator)
+        z, reward, done = self.model.sample(out, self.temperature, self.generator, self.done_threshold)
         self.z, self.h, self.c, self.t = z, h, c, self.t + 1
         truncated = (self.t >= self.max_steps) & ~done
         reward = reward.float()

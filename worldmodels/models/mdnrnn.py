@@ -82,7 +82,10 @@ class MDNRNN(nn.Module):
         return terms["nll"] + terms["done"] + terms["reward"], {k: v.detach() for k, v in terms.items()}
 
     @staticmethod
-    def sample(out: MDNOutput, temperature: float, generator=None) -> tuple[Tensor, Tensor, Tensor]:
-        """Next latent (temperature-scaled mixture), reward, and done flags (positive done logit)."""
+    def sample(
+        out: MDNOutput, temperature: float, generator=None, done_threshold: float = 0.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Next latent (temperature-scaled mixture), reward, and done flags (done logit above
+        ``done_threshold``; the paper's is 0)."""
         z = mdn_sample(out.logit_pi, out.mu, out.log_sigma, temperature, generator)
-        return z, out.reward, out.done_logit > 0
+        return z, out.reward, out.done_logit > done_threshold

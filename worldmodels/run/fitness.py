@@ -21,23 +21,33 @@ from .collect import run_episode
 from .runs import build_agent, make_single_env, probe_specs, read_config
 
 
+@torch.no_grad()
 def dream_episodes(
-    agent: VMC, starts: torch.Tensor, n: int, policy, *, temperature: float, max_steps: int, seed: int
-) -> torch.Tensor:
-    """Returns ``(n,)`` of one dream episode per env, all ``n`` stepping as one batch;
-    ``policy(obs (n, F)) -> actions (n, A)``."""
+    agent: VMC,
+    starts: torch.Tensor,
+    n: int,
+    policy,
+    *,
+    temperature: float,
+    max_steps: int,
+    seed: int,
+    done_threshold: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns and lengths ``(n,)`` of one dream episode per env, all ``n`` stepping as one
+    batch; ``policy(obs (n, F)) -> actions (n, A)``."""
     env = DreamVecEnv(
         agent.mdnrnn, starts, agent.action_spec.dim, num_envs=n, temperature=temperature,
-        max_steps=max_steps, cell=agent.cell, seed=seed,
+        max_steps=max_steps, cell=agent.cell, seed=seed, done_threshold=done_threshold,
     )  # fmt: skip
     obs = env.reset_torch(seed)
     alive = torch.ones(n, dtype=torch.bool)
-    returns = torch.zeros(n)
+    returns, lengths = torch.zeros(n), torch.zeros(n)
     while alive.any():
         obs, reward, term, trunc = env.step_torch(policy(obs))
         returns += reward * alive
+        lengths += alive
         alive &= ~(term | trunc)
-    return returns
+    return returns, lengths
 
 
 @torch.no_grad()
@@ -50,6 +60,7 @@ def dream_returns(
     temperature: float,
     max_steps: int,
     seed: int,
+    done_threshold: float = 0.0,
 ) -> torch.Tensor:
     """Mean return ``(P,)`` of each candidate ``params (P, size)`` over ``rollouts`` dream episodes."""
     p = params.shape[0]
@@ -58,19 +69,20 @@ def dream_returns(
         feats = obs.reshape(p, rollouts, -1)
         return controller_act(agent.shape, params, feats, agent.action_spec.discrete).reshape(p * rollouts, -1)
 
-    returns = dream_episodes(
-        agent, starts, p * rollouts, policy, temperature=temperature, max_steps=max_steps, seed=seed
-    )
+    returns, _ = dream_episodes(
+        agent, starts, p * rollouts, policy, temperature=temperature, max_steps=max_steps, seed=seed,
+        done_threshold=done_threshold,
+    )  # fmt: skip
     return returns.reshape(p, rollouts).mean(1)
 
 
-@torch.no_grad()
-def random_dream_return(
-    agent: VMC, starts: torch.Tensor, *, episodes: int, temperature: float, max_steps: int, seed: int
-) -> float:
-    """Mean dream return of a uniformly random policy: set beside the same policy's real return
-    (the collect stage's), it says whether the dream is harder or easier than the game before
-    any controller is evolved in it."""
+def random_dream_episodes(
+    agent: VMC, starts: torch.Tensor, *, episodes: int, temperature: float, max_steps: int, seed: int,
+    done_threshold: float = 0.0,
+) -> tuple[float, float]:  # fmt: skip
+    """Mean return and length of a uniformly random policy's dream episodes. Set beside the
+    same policy's real episodes (the collect stage's), they say whether the dream is harder or
+    easier than the game before any controller is evolved in it."""
     gen = torch.Generator().manual_seed(seed)
     dim, discrete = agent.action_spec.dim, agent.action_spec.discrete
 
@@ -80,15 +92,46 @@ def random_dream_return(
             return F.one_hot(torch.randint(dim, (n,), generator=gen), dim).float()
         return torch.rand(n, dim, generator=gen) * 2 - 1
 
-    returns = dream_episodes(agent, starts, episodes, policy, temperature=temperature, max_steps=max_steps, seed=seed)
-    return float(returns.mean())
+    returns, lengths = dream_episodes(
+        agent, starts, episodes, policy, temperature=temperature, max_steps=max_steps, seed=seed,
+        done_threshold=done_threshold,
+    )  # fmt: skip
+    return float(returns.mean()), float(lengths.mean())
+
+
+def calibrate_done_threshold(
+    agent: VMC, starts: torch.Tensor, target_length: float, *, temperature: float, max_steps: int, seed: int,
+    episodes: int = 64, iterations: int = 10,
+) -> float:  # fmt: skip
+    """The done-logit threshold at which a random policy's dream episodes last ``target_length``
+    steps on average, as its real ones did. Bisection in logit space on the same seeded episodes,
+    so the mean length only grows with the threshold. M's done head ranks states by danger well
+    enough, but free-running it is off in level (the dream too easy with plain BCE and sampled
+    flags, too hard with the paper's weighted head and threshold 0 on our data): this sets the
+    level from the one figure known for certain, the random policy's real survival."""
+    low, high = -10.0, 10.0
+
+    def length(threshold: float) -> float:
+        return random_dream_episodes(
+            agent, starts, episodes=episodes, temperature=temperature, max_steps=max_steps, seed=seed,
+            done_threshold=threshold,
+        )[1]  # fmt: skip
+
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        if length(mid) < target_length:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
 
 
 class Fitness:
     """Scores candidates with ``agent``'s V and M; real-env episodes use one env, made on first use."""
 
-    def __init__(self, cfg: Config, agent: VMC, starts: torch.Tensor, where: str):
+    def __init__(self, cfg: Config, agent: VMC, starts: torch.Tensor, where: str, done_threshold: float = 0.0):
         self.cfg, self.agent, self.starts, self.where = cfg, agent, starts, where
+        self.done_threshold = done_threshold
         self.env = None
 
     @classmethod
@@ -99,7 +142,7 @@ class Fitness:
         ckpt = checkpoint.load(run_dir / checkpoint.NAME)
         agent: VMC = build_agent(cfg, *probe_specs(cfg))
         agent.load_state_dict(ckpt["agent"])
-        return cls(cfg, agent.eval(), ckpt["dream_starts"], where)
+        return cls(cfg, agent.eval(), ckpt["dream_starts"], where, float(ckpt.get("done_threshold", 0.0)))
 
     def __call__(self, task: tuple[np.ndarray, int]) -> np.ndarray:
         """``(params (P, size), seed)`` -> mean returns ``(P,)``."""
@@ -110,6 +153,7 @@ class Fitness:
             out = dream_returns(
                 self.agent, self.starts, params_t, rollouts=v.rollouts_per_candidate,
                 temperature=v.temperature, max_steps=v.dream_max_steps, seed=seed,
+                done_threshold=self.done_threshold,
             )  # fmt: skip
             return out.numpy()
         return np.array([self.real_return(p, seed, v.rollouts_per_candidate) for p in params_t])

@@ -31,7 +31,7 @@ from ..models.vae import reconstruction_grid
 from ..specs import IMAGE
 from . import checkpoint
 from .collect import Collector, random_policy
-from .fitness import Fitness, init_worker, random_dream_return, score
+from .fitness import Fitness, calibrate_done_threshold, init_worker, random_dream_episodes, score
 from .logger import MetricsLogger
 from .runs import build_agent, env_kwargs, probe_specs, write_config
 from .train import seed_everything
@@ -59,6 +59,7 @@ class VMCTrainer:
         self.dream_starts = torch.zeros(0, v.z)
         self.es_state: dict = {}
         self.best = {"fitness": float("-inf"), "params": torch.zeros(self.agent.shape.size)}
+        self.done_threshold: float | None = None  # the dream's done-logit threshold, set when C starts
         if resume:
             self._restore()
         self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
@@ -78,6 +79,7 @@ class VMCTrainer:
         self.dream_starts = ckpt["dream_starts"]
         self.es_state = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in ckpt["es"].items()}
         self.best = ckpt["best"]
+        self.done_threshold = ckpt.get("done_threshold")
         checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
 
     def save(self) -> Path:
@@ -92,14 +94,17 @@ class VMCTrainer:
             "dream_starts": self.dream_starts,
             "es": es,
             "best": self.best,
+            **({} if self.done_threshold is None else {"done_threshold": self.done_threshold}),
             "rng": checkpoint.rng_state(self.np_rng),
             "config": self.cfg.to_json(),
         }
         return checkpoint.save(self.run_dir, payload)
 
     # ------------------------------------------------------------------ stages
-    def train(self, stages: tuple[str, ...] = VMC_STAGES) -> dict:
+    def train(self, stages: tuple[str, ...] = VMC_STAGES, retrain: bool = False) -> dict:
         self.echo(f"agent vmc: {self.agent.describe()}")
+        if retrain:
+            self._discard_from(stages[0])
         try:
             for stage in stages:
                 self._check_ready(stage)
@@ -116,6 +121,31 @@ class VMCTrainer:
         finally:
             self.logger.close()
         return dict(self.counters)
+
+    def _discard_from(self, stage: str) -> None:
+        """Start ``stage`` over, and every stage after it (they were trained on its output)."""
+        if stage == "collect":
+            raise RunConfigError(
+                "--retrain collect would throw away the collected episodes; start a new run instead "
+                "(or collect more with a larger --rollouts)"
+            )
+        later = VMC_STAGES[VMC_STAGES.index(stage) :]
+        fresh = build_agent(self.cfg, self.obs_spec, self.action_spec)
+        c, v = self.counters, self.cfg.vmc
+        if "vae" in later:
+            self.agent.vae.load_state_dict(fresh.vae.state_dict())
+            self.optimizers["vae"] = torch.optim.Adam(self.agent.vae.parameters(), lr=v.vae_lr)
+            c["vae_steps"] = 0
+        if "mdnrnn" in later:
+            self.agent.mdnrnn.load_state_dict(fresh.mdnrnn.state_dict())
+            self.optimizers["mdnrnn"] = torch.optim.Adam(self.agent.mdnrnn.parameters(), lr=v.rnn_lr)
+            c["rnn_steps"], self.dream_starts = 0, torch.zeros(0, v.z)
+        self.agent.controller.copy_(fresh.controller)
+        c["generation"], self.es_state, self.done_threshold = 0, {}, None
+        self.best = {"fitness": float("-inf"), "params": torch.zeros(self.agent.shape.size)}
+        for name in later:
+            c.pop(f"seconds/{name}", None)
+        self.echo(f"retraining: the progress of stages {', '.join(later)} is discarded")
 
     def _check_ready(self, stage: str) -> None:
         """A stage needs the outputs of the one before it; say which to run first."""
@@ -258,20 +288,39 @@ class VMCTrainer:
             if c["rnn_steps"] % SAVE_EVERY == 0:
                 self.save()
 
-    def _dream_check(self) -> None:
-        """A random policy's return in the dream beside its return in the game (the collected
-        episodes): a dream much easier than the game teaches a controller little that transfers."""
-        v, c = self.cfg.vmc, self.counters
-        dream = random_dream_return(
-            self.agent, self.dream_starts, episodes=64, temperature=v.temperature,
-            max_steps=v.dream_max_steps, seed=self.cfg.seed,
-        )  # fmt: skip
-        real = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
-        self.logger.write(0, {"dream_check/random_dream": dream, "dream_check/random_real": real}, key="generation")
-        self.echo(
-            f"controller: a random policy returns {dream:.1f} in the dream (tau {v.temperature}) "
-            f"and {real:.1f} in the real env"
+    def _dream_level(self) -> float:
+        """The dream's done threshold: the paper's 0, or (``--vmc.calibrate-done``) the one at which
+        a random policy lasts as long in the dream as it did in the game. Either way the random
+        policy's dream and real survival are logged side by side: a dream much easier or harder
+        than the game teaches a controller little that transfers."""
+        cfg, v, c = self.cfg, self.cfg.vmc, self.counters
+        real_length = c["env_steps"] / cfg.action_repeat / max(c["episodes"], 1)
+        real_return = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
+        kw = {"temperature": v.temperature, "max_steps": v.dream_max_steps, "seed": cfg.seed}
+        _, paper_length = random_dream_episodes(self.agent, self.dream_starts, episodes=64, **kw)
+        threshold = 0.0
+        if v.calibrate_done:
+            threshold = calibrate_done_threshold(self.agent, self.dream_starts, real_length, **kw)
+        dream_return, dream_length = random_dream_episodes(
+            self.agent, self.dream_starts, episodes=64, done_threshold=threshold, **kw
         )
+        metrics = {
+            "dream_check/real_length": real_length,
+            "dream_check/dream_length_threshold0": paper_length,
+            "dream_check/dream_length": dream_length,
+            "dream_check/done_threshold": threshold,
+        }
+        self.logger.write(0, metrics, key="generation")
+        self.echo(
+            f"controller: a random policy lasts {real_length:.0f} steps in the real env (return {real_return:.1f}) "
+            f"and {paper_length:.0f} in the dream at done threshold 0 (tau {v.temperature}); "
+            + (
+                f"calibrated threshold {threshold:+.2f}: {dream_length:.0f} steps (return {dream_return:.1f})"
+                if v.calibrate_done
+                else "calibration off (--vmc.calibrate-done)"
+            )
+        )
+        return threshold
 
     def _controller(self) -> None:
         cfg, v, c = self.cfg, self.cfg.vmc, self.counters
@@ -280,11 +329,11 @@ class VMCTrainer:
             es.load_state_dict(self.es_state)
         if es.generation >= v.generations:
             return
-        self.save()  # the workers load V, M and the dream's starts from the checkpoint
+        if v.controller_in == "dream" and self.done_threshold is None:
+            self.done_threshold = self._dream_level()
+        self.save()  # the workers load V, M, the dream's starts and its done threshold from the checkpoint
         # In this process: scoring when there is one worker, and the real-env evaluations.
-        local = Fitness(cfg, self.agent, self.dream_starts, v.controller_in)
-        if es.generation == 0 and v.controller_in == "dream":
-            self._dream_check()
+        local = Fitness(cfg, self.agent, self.dream_starts, v.controller_in, self.done_threshold or 0.0)
         pool = None
         if v.workers > 1:
             pool = ResilientPool(v.workers, init_worker, (str(self.run_dir), v.controller_in), echo=self.echo)
