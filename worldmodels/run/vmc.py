@@ -311,8 +311,11 @@ class VMCTrainer:
             "dream_check/done_threshold": threshold,
         }
         self.logger.write(0, metrics, key="generation")
+        real = (
+            f" (return {real_return:.1f})" if real_return == real_return else ""
+        )  # nan: collected before it was counted
         self.echo(
-            f"controller: a random policy lasts {real_length:.0f} steps in the real env (return {real_return:.1f}) "
+            f"controller: a random policy lasts {real_length:.0f} steps in the real env{real} "
             f"and {paper_length:.0f} in the dream at done threshold 0 (tau {v.temperature}); "
             + (
                 f"calibrated threshold {threshold:+.2f}: {dream_length:.0f} steps (return {dream_return:.1f})"
