@@ -218,12 +218,14 @@ def test_all_stages_end_to_end_then_eval_and_dream(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "dream" / "metrics.json").read_text())["policy"] == "random"
     assert main(["plan", run]) == 2
     assert "acts without planning" in capsys.readouterr().err
-    # Retrain only C, at another temperature: the dream is recalibrated, CMA-ES starts over.
-    assert "done_threshold" in ckpt
+    # Retrain only C, at another temperature in a calibrated dream: CMA-ES starts over.
+    assert ckpt["done_threshold"] == 0.0  # the paper's rule by default
     retrain = ["train", "--resume", run, "--stage", "controller", "--retrain", "--no-finish"]
-    assert main([*retrain, "--vmc.temperature", "1.0", "--vmc.generations", "1"]) == 0
+    assert main([*retrain, "--vmc.temperature", "1.0", "--vmc.generations", "1", "--vmc.calibrate-done"]) == 0
+    assert "calibrated threshold" in capsys.readouterr().out
     ckpt = checkpoint.load(tmp_path / "run" / checkpoint.NAME)
     assert ckpt["counters"]["generation"] == 1 and ckpt["counters"]["rnn_steps"] == 30
+    assert ckpt["done_threshold"] != 0.0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["vmc"]["temperature"] == 1.0
     assert main(["train", "--resume", run, "--retrain", "--no-finish"]) == 2  # which stage?
     assert main([*retrain[:4], "collect", "--retrain"]) == 2  # would discard the episodes
