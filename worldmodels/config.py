@@ -211,7 +211,8 @@ class Config:
     def describe(self) -> str:
         """One line for titles and banners: env, agent, observations and (for RSSM agents) size."""
         size = "" if self.agent in ("pets", "vmc") else f", size {self.size}"
-        return f"{self.env} ({self.agent}, {self.obs}{size})"
+        obs = "frames" if self.agent == "vmc" else self.obs  # V/M/C always sees the env's own frames
+        return f"{self.env} ({self.agent}, {obs}{size})"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
