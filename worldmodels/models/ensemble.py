@@ -110,9 +110,13 @@ class GaussianEnsemble(nn.Module):
         out = self.head(x)
         d = self.obs_dim + 1
         mean, raw, term = out[..., :d], out[..., d : 2 * d], out[..., -1]
-        logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        return Prediction(mean, logvar, term)
+        return Prediction(mean, self._bounded_logvar(raw), term)
+
+    def _bounded_logvar(self, raw: Tensor) -> Tensor:
+        """Soft-clamps raw log-variances of the first ``raw.shape[-1]`` outputs between the learned limits."""
+        hi, lo = self.max_logvar[: raw.shape[-1]], self.min_logvar[: raw.shape[-1]]
+        logvar = hi - F.softplus(hi - raw)
+        return lo + F.softplus(logvar - lo)
 
     def loss(
         self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, mask: Tensor
@@ -173,8 +177,7 @@ class GaussianEnsemble(nn.Module):
             nxt = x + mean[..., :d]
             if sample:
                 raw = out[..., d + 1 : d + 1 + d]
-                logvar = self.max_logvar[:d] - F.softplus(self.max_logvar[:d] - raw)
-                logvar = self.min_logvar[:d] + F.softplus(logvar - self.min_logvar[:d])
+                logvar = self._bounded_logvar(raw)
                 eps = torch.randn(nxt.shape, generator=generator, device=nxt.device, dtype=nxt.dtype)
                 nxt = nxt.addcmul_(torch.exp(0.5 * logvar).mul_(std[:d]), eps)
             x = nxt

@@ -13,6 +13,7 @@ state and the dream's start latents; it is written during every stage and at its
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -297,13 +298,13 @@ class VMCTrainer:
         real_length = c["env_steps"] / cfg.action_repeat / max(c["episodes"], 1)
         real_return = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
         kw = {"temperature": v.temperature, "max_steps": v.dream_max_steps, "seed": cfg.seed}
-        _, paper_length = random_dream_episodes(self.agent, self.dream_starts, episodes=64, **kw)
-        threshold = 0.0
+        dream_return, paper_length = random_dream_episodes(self.agent, self.dream_starts, episodes=64, **kw)
+        threshold, dream_length = 0.0, paper_length
         if v.calibrate_done:
             threshold = calibrate_done_threshold(self.agent, self.dream_starts, real_length, **kw)
-        dream_return, dream_length = random_dream_episodes(
-            self.agent, self.dream_starts, episodes=64, done_threshold=threshold, **kw
-        )
+            dream_return, dream_length = random_dream_episodes(
+                self.agent, self.dream_starts, episodes=64, done_threshold=threshold, **kw
+            )
         metrics = {
             "dream_check/real_length": real_length,
             "dream_check/dream_length_threshold0": paper_length,
@@ -311,9 +312,7 @@ class VMCTrainer:
             "dream_check/done_threshold": threshold,
         }
         self.logger.write(0, metrics, key="generation")
-        real = (
-            f" (return {real_return:.1f})" if real_return == real_return else ""
-        )  # nan: collected before it was counted
+        real = "" if math.isnan(real_return) else f" (return {real_return:.1f})"  # nan: collected before it was counted
         self.echo(
             f"controller: a random policy lasts {real_length:.0f} steps in the real env{real} "
             f"and {paper_length:.0f} in the dream at done threshold 0 (tau {v.temperature}); "
