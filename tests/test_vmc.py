@@ -19,6 +19,7 @@ from worldmodels.models.vae import ConvVAE
 from worldmodels.nn.dists import mdn_log_prob, mdn_sample
 from worldmodels.run import checkpoint
 from worldmodels.run.frame_metrics import ssim
+from worldmodels.run.logger import read_metrics
 from worldmodels.run.workers import ResilientPool
 
 # Every stage at toy size on a 64x64 pixel env (tests/toy_envs.py: DodgeEnv).
@@ -226,6 +227,10 @@ def test_all_stages_end_to_end_then_eval_and_dream(tmp_path, capsys):
     ckpt = checkpoint.load(tmp_path / "run" / checkpoint.NAME)
     assert ckpt["counters"]["generation"] == 1 and ckpt["counters"]["rnn_steps"] == 30
     assert ckpt["done_threshold"] != 0.0
+    # The discarded controller's rows are set aside; the other stages' rows stay.
+    generations = [r["generation"] for r in read_metrics(tmp_path / "run") if "generation" in r]
+    assert generations == [0, 1] and any("rnn_steps" in r for r in read_metrics(tmp_path / "run"))
+    assert (tmp_path / "run" / "metrics.discarded.jsonl").read_text().count('"generation"') >= 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["vmc"]["temperature"] == 1.0
     assert main(["train", "--resume", run, "--retrain", "--no-finish"]) == 2  # which stage?
     assert main([*retrain[:4], "collect", "--retrain"]) == 2  # would discard the episodes

@@ -47,6 +47,21 @@ class MetricsLogger:
         self.counts.clear()
         return row
 
+    def set_aside(self, keys: tuple[str, ...]) -> int:
+        """Moves the rows counted by any of ``keys`` (e.g. a retrained stage's ``generation``) from
+        metrics.jsonl to metrics.discarded.jsonl, so curves show only what the run now holds and the
+        old history is still on disk. Returns how many rows moved."""
+        rows = read_metrics(self.path.parent)
+        moved = [r for r in rows if any(k in r for k in keys)]
+        if not moved:
+            return 0
+        with open(self.path.with_name("metrics.discarded.jsonl"), "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in moved)
+        kept = self.path.with_suffix(".tmp")
+        kept.write_text("".join(json.dumps(r) + "\n" for r in rows if not any(k in r for k in keys)))
+        kept.replace(self.path)  # atomic: a kill leaves the old file or the new one
+        return len(moved)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -38,6 +38,9 @@ from .runs import build_agent, env_kwargs, probe_specs, write_config
 from .train import seed_everything
 from .workers import ResilientPool
 
+# The counter each stage's metric rows are written against (the x axis of its curve).
+STAGE_COUNTER = {"collect": "env_steps", "vae": "vae_steps", "mdnrnn": "rnn_steps", "controller": "generation"}
+
 LOG_EVERY = 100  # gradient steps between metric lines in the vae and mdnrnn stages
 SAVE_EVERY = 1000
 
@@ -146,7 +149,11 @@ class VMCTrainer:
         self.best = {"fitness": float("-inf"), "params": torch.zeros(self.agent.shape.size)}
         for name in later:
             c.pop(f"seconds/{name}", None)
-        self.echo(f"retraining: the progress of stages {', '.join(later)} is discarded")
+        moved = self.logger.set_aside(tuple(STAGE_COUNTER[name] for name in later))
+        self.echo(
+            f"retraining: the progress of stages {', '.join(later)} is discarded "
+            f"({moved} metric rows moved to metrics.discarded.jsonl)"
+        )
 
     def _check_ready(self, stage: str) -> None:
         """A stage needs the outputs of the one before it; say which to run first."""
@@ -181,7 +188,7 @@ class VMCTrainer:
                     c["random_return_sum"] = c.get("random_return_sum", 0.0) + ret
                     self.logger.add({"episode/return": ret, "episode/length": length})
                     if c["episodes"] % 10 == 0 or c["episodes"] == target:
-                        row = self.logger.write(c["env_steps"])
+                        row = self.logger.write(c["env_steps"], key=STAGE_COUNTER["collect"])
                         self.echo(
                             f"collect: {c['episodes']}/{target} episodes, {c['env_steps']} env steps, "
                             f"random return {row['episode/return']:.1f}"
@@ -205,7 +212,7 @@ class VMCTrainer:
             c["vae_steps"] += 1
             last = c["vae_steps"] == v.vae_steps
             if c["vae_steps"] % LOG_EVERY == 0 or last:
-                row = self.logger.write(c["vae_steps"], key="vae_steps")
+                row = self.logger.write(c["vae_steps"], key=STAGE_COUNTER["vae"])
                 self.echo(
                     f"vae: step {c['vae_steps']}/{v.vae_steps}  recon {row['vae/recon']:.1f}  kl {row['vae/kl']:.1f}"
                 )
@@ -281,7 +288,7 @@ class VMCTrainer:
             c["rnn_steps"] += 1
             last = c["rnn_steps"] == v.rnn_steps
             if c["rnn_steps"] % LOG_EVERY == 0 or last:
-                row = self.logger.write(c["rnn_steps"], key="rnn_steps")
+                row = self.logger.write(c["rnn_steps"], key=STAGE_COUNTER["mdnrnn"])
                 self.echo(
                     f"mdnrnn: step {c['rnn_steps']}/{v.rnn_steps}  nll/dim {row['mdnrnn/nll']:.3f}  "
                     f"done {row['mdnrnn/done']:.4f}  reward {row['mdnrnn/reward']:.4f}"
@@ -311,7 +318,7 @@ class VMCTrainer:
             "dream_check/dream_length": dream_length,
             "dream_check/done_threshold": threshold,
         }
-        self.logger.write(0, metrics, key="generation")
+        self.logger.write(0, metrics, key=STAGE_COUNTER["controller"])
         real = "" if math.isnan(real_return) else f" (return {real_return:.1f})"  # nan: collected before it was counted
         self.echo(
             f"controller: a random policy lasts {real_length:.0f} steps in the real env{real} "
@@ -370,7 +377,7 @@ class VMCTrainer:
                     metrics["eval/return"] = real_return
                     line += f"  real env {real_return:.1f}"
                 self.agent.controller.copy_(mean)
-                self.logger.write(es.generation, metrics, key="generation")
+                self.logger.write(es.generation, metrics, key=STAGE_COUNTER["controller"])
                 self.echo(line + f"  ({v.controller_in})")
                 self.save()
         finally:
