@@ -39,6 +39,18 @@ def test_corrupt_checkpoint_names_the_previous_one(tmp_path):
         load_run(trainer.run_dir)
 
 
+def test_checkpoint_of_another_model_says_which_weights_do_not_fit(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, env="wmtest/Cue-v0", steps=200, checkpoint_every=200), progress=False)
+    trainer.train()
+    path = trainer.run_dir / checkpoint.NAME
+    ckpt = checkpoint.load(path)
+    name = next(iter(ckpt["agent"]))
+    ckpt["agent"]["renamed.weight"] = ckpt["agent"].pop(name)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=f"do not fit.*missing: {name}.*not in this agent: renamed.weight"):
+        load_run(trainer.run_dir)
+
+
 def test_checkpoint_loads_without_executing_code(tmp_path):
     class Evil:
         def __reduce__(self):

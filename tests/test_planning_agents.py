@@ -169,5 +169,8 @@ def test_pets_value_learns_td_targets_and_bootstraps_plans():
         }
         metrics = pets.train_step(batch)
     assert "loss/value" in metrics
-    values = pets.state_value(torch.tensor([[-0.6], [0.6]]))
+    values = pets.mean_state_value(torch.tensor([[-0.6], [0.6]]))
     assert torch.allclose(values, torch.tensor([1.0, 2.0]), atol=0.15), values
+    heads = pets.state_value(torch.tensor([[-0.6], [0.6]]).expand(pets.ensemble.members, 2, 1))
+    assert heads.shape == (pets.ensemble.members, 2)  # one value per head, each fitted
+    assert torch.allclose(heads, torch.tensor([1.0, 2.0]).expand_as(heads), atol=0.3), heads

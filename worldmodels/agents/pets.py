@@ -11,6 +11,13 @@ the end of its rail on a survival-only task) reach the planner. PETS itself has 
 the value bootstrap of TD-MPC and LOOP. Multi-step targets matter here: with one-step TD and a
 slow target network, news of a failure 100 steps ahead needs ~100 target refreshes to arrive,
 far more than a 5,000-step run has.
+
+The value is an ensemble too, one head per dynamics member: a particle that follows member k is
+valued by head k. A single value fitted to the planner's own data extrapolates confidently into
+states the planner has rarely visited, and plans then chase its errors (on InvertedPendulum it
+rated a cart standing at x = 0.6 above one standing at 0, and the planner drove into the rail).
+Heads disagree there, so ``--plan.objective risk`` (mean minus the spread across members) sees
+that doubt as it sees the dynamics' own.
 """
 
 from __future__ import annotations
@@ -24,8 +31,7 @@ from torch import Tensor, nn
 
 from ..behavior.returns import replay_lambda_returns
 from ..config import Config
-from ..models.ensemble import GaussianEnsemble
-from ..nn.layers import MLP
+from ..models.ensemble import EnsembleMLP, GaussianEnsemble
 from ..planning import MCTS
 from ..planning.objectives import discounted_return, summarize
 from ..specs import VECTOR, ActionSpec, ObsSpec
@@ -137,28 +143,42 @@ class PETS(nn.Module):
         return out
 
     def state_value(self, obs: Tensor, target: bool = False) -> Tensor:
-        """V(obs) for ``(..., D)`` states. The net predicts ``(1 - discount) V``, a per-step
-        average of rewards, so its output has the rewards' scale whatever the discount."""
+        """Each head's V of its own states: ``(K, ..., D)`` -> ``(K, ...)``. The heads predict
+        ``(1 - discount) V``, a per-step average of rewards, so outputs have the rewards' scale
+        whatever the discount."""
         net = self.value_target if target else self.value
-        d = self.ensemble.obs_dim
+        d, k = self.ensemble.obs_dim, self.ensemble.members
         x = (obs - self.ensemble.inputs.mean[:d]) / self.ensemble.inputs.std[:d]
-        return net(x).squeeze(-1) / (1 - self.discount)
+        return net(x.reshape(k, -1, d)).reshape(obs.shape[:-1]) / (1 - self.discount)
+
+    def mean_state_value(self, obs: Tensor) -> Tensor:
+        """V of states ``(..., D)`` averaged over the heads: ``(...)``."""
+        k = self.ensemble.members
+        return self.state_value(obs.expand(k, *obs.shape)).mean(0)
 
     def _train_value(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """TD(lambda) on replayed sequences, bootstrapped from a Polyak-averaged target network."""
-        obs = batch[VECTOR].float()
-        reward, terminal, first = batch["reward"].float(), batch["is_terminal"].bool(), batch["is_first"].bool()
+        """TD(lambda) on replayed sequences, bootstrapped from Polyak-averaged target heads. Each
+        head learns from its own share of the sampled sequences (``batch`` in all)."""
+        k = self.ensemble.members
+        share = max(1, self.batch // k)
+
+        def per_head(x: Tensor) -> Tensor:  # (K*B, L, ...) -> (K, share, L, ...)
+            return x.reshape(k, -1, *x.shape[1:])[:, :share]
+
+        obs = per_head(batch[VECTOR].float())
+        reward, terminal = per_head(batch["reward"].float()), per_head(batch["is_terminal"].bool())
+        first = per_head(batch["is_first"].bool())
         with torch.no_grad():
             target, valid = replay_lambda_returns(
-                reward,
-                terminal,
-                first,
-                self.state_value(obs, target=True),
+                reward.flatten(0, 1),
+                terminal.flatten(0, 1),
+                first.flatten(0, 1),
+                self.state_value(obs, target=True).flatten(0, 1),
                 gamma=self.discount,
                 lam=self.value_lambda,
             )
         scale = 1 - self.discount
-        pred = self.state_value(obs[:, :-1]) * scale
+        pred = self.state_value(obs[:, :, :-1].contiguous()).flatten(0, 1) * scale
         loss = (((pred - target * scale) ** 2) * valid).sum() / valid.sum().clamp_min(1)
         check_finite({"value_loss": loss})
         opt = self.optimizers["value"]
@@ -184,7 +204,9 @@ class PETS(nn.Module):
         def score(actions: Tensor) -> Tensor:
             with self._autocast():
                 roll = self.ensemble.rollout(obs, actions, particles_per_member=self.particles)
-            bootstrap = None if self.value is None else self.state_value(roll.states[..., -1, :].float())
+            bootstrap = None
+            if self.value is not None:  # head k values the particles of member k
+                bootstrap = self.state_value(roll.states[..., -1, :].float().transpose(0, 1)).transpose(0, 1)
             returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount, bootstrap)
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
@@ -224,7 +246,7 @@ class PETS(nn.Module):
             return x.mean(0)[0], float(r.mean()), float(c.mean())
 
         def value(s: Tensor) -> float:
-            return 0.0 if self.value is None else float(self.state_value(s))
+            return 0.0 if self.value is None else float(self.mean_state_value(s))
 
         index = self.planner.choose(state, step, value=value, explore=explore)
         return eye[index]
@@ -249,7 +271,7 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         cvar_alpha=p.cvar_alpha,
         discount=p.discount,
         bf16=p.bf16,
-        value=MLP(obs_spec.vector, 1, units=e.units, layers=2) if e.value else None,
+        value=EnsembleMLP(e.members, obs_spec.vector, 1, units=e.units, layers=2) if e.value else None,
         value_lr=e.lr,
         value_horizon=e.value_horizon,
         value_lambda=e.value_lambda,

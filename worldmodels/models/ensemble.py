@@ -34,6 +34,22 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleMLP(nn.Module):
+    """K independent SiLU MLPs as batched layers: ``(K, B, in) -> (K, B, out)``."""
+
+    def __init__(self, members: int, inp: int, out: int, *, units: int, layers: int):
+        super().__init__()
+        dims = [inp] + [units] * layers
+        self.members = members
+        self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.head = EnsembleLinear(members, dims[-1], out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        return self.head(x)
+
+
 class Normalizer(nn.Module):
     """Running mean/std over every sample seen (Chan et al.'s parallel update), in buffers."""
 

@@ -67,3 +67,26 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}).{hint}"
         ) from err
+
+
+def load_agent_state(agent: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
+    """``agent.load_state_dict`` that says which weights do not fit, instead of a traceback: a
+    checkpoint written by another version of the library, or with other model sizes."""
+    own, saved = agent.state_dict(), ckpt["agent"]
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    problems = {
+        "missing": [k for k in own if k not in saved],
+        "not in this agent": [k for k in saved if k not in own],
+        "other shapes": [k for k in own if k in saved and own[k].shape != saved[k].shape],
+    }
+    found = "; ".join(f"{what}: {names(keys)}" for what, keys in problems.items() if keys)
+    if found:
+        raise CheckpointError(
+            f"the weights in {path} do not fit the agent its config.json describes ({found}). It was "
+            "written by another version of worldmodels, or its config.json was edited: use the version "
+            "that trained it, or train the run again."
+        )
+    agent.load_state_dict(saved)

@@ -143,7 +143,7 @@ class Fitness:
         cfg = read_config(run_dir)
         ckpt = checkpoint.load(run_dir / checkpoint.NAME)
         agent: VMC = build_agent(cfg, *probe_specs(cfg))
-        agent.load_state_dict(ckpt["agent"])
+        checkpoint.load_agent_state(agent, ckpt, run_dir / checkpoint.NAME)
         return cls(cfg, agent.eval(), ckpt["dream_starts"], where, float(ckpt.get("done_threshold", 0.0)))
 
     def __call__(self, task: tuple[np.ndarray, int]) -> np.ndarray:

@@ -105,6 +105,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     cfg = read_config(run_dir)
     ckpt = checkpoint.load(run_dir / checkpoint.NAME)
     agent = build_agent(cfg, *probe_specs(cfg))
-    agent.load_state_dict(ckpt["agent"])
+    checkpoint.load_agent_state(agent, ckpt, run_dir / checkpoint.NAME)
     agent.eval()
     return LoadedRun(run_dir, cfg, agent, ckpt["counters"])

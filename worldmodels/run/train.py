@@ -88,7 +88,7 @@ class Trainer:
             self.echo("no checkpoint yet (stopped before the first one): starting from step 0 with the stored replay")
             return
         ckpt = checkpoint.load(path)
-        self.agent.load_state_dict(ckpt["agent"])
+        checkpoint.load_agent_state(self.agent, ckpt, path)
         self.agent.load_optimizer_state(ckpt["optimizers"])
         self.counters.update(ckpt["counters"])
         checkpoint.set_rng_state(ckpt["rng"], self.np_rng)

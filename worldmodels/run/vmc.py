@@ -76,7 +76,7 @@ class VMCTrainer:
             self.echo("no checkpoint yet: starting the stages over with the stored replay")
             return
         ckpt = checkpoint.load(path)
-        self.agent.load_state_dict(ckpt["agent"])
+        checkpoint.load_agent_state(self.agent, ckpt, path)
         for k, opt in self.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
         self.counters.update(ckpt["counters"])
