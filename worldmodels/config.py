@@ -95,8 +95,8 @@ class EnsembleConfig:
     batch: int = _f(256, "transitions per member per update")
     value: bool = _f(
         False,
-        "learn a state value by TD(lambda) on replayed sequences and add it at the plan's horizon "
-        "(for rewards whose cost lies beyond the horizon, e.g. survival tasks)",
+        "learn a state value (one head per member) by TD(lambda) on replayed sequences and add it at the "
+        "plan's horizon (for rewards whose cost lies beyond the horizon, e.g. survival tasks)",
     )
     value_horizon: int = _f(32, "replayed steps per value target sequence (with --ensemble.value)")
     value_lambda: float = _f(0.95, "TD(lambda) mixing of the value targets: 0 one-step, 1 Monte Carlo")
