@@ -40,7 +40,6 @@ class EnsembleMLP(nn.Module):
     def __init__(self, members: int, inp: int, out: int, *, units: int, layers: int):
         super().__init__()
         dims = [inp] + [units] * layers
-        self.members = members
         self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.head = EnsembleLinear(members, dims[-1], out)
 

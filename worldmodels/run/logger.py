@@ -51,15 +51,16 @@ class MetricsLogger:
         """Moves the rows counted by any of ``keys`` (e.g. a retrained stage's ``generation``) from
         metrics.jsonl to metrics.discarded.jsonl, so curves show only what the run now holds and the
         old history is still on disk. Returns how many rows moved."""
-        rows = read_metrics(self.path.parent)
-        moved = [r for r in rows if any(k in r for k in keys)]
+        moved, kept = [], []
+        for row in read_metrics(self.path.parent):
+            (moved if any(k in row for k in keys) else kept).append(json.dumps(row) + "\n")
         if not moved:
             return 0
         with open(self.path.with_name("metrics.discarded.jsonl"), "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in moved)
-        kept = self.path.with_suffix(".tmp")
-        kept.write_text("".join(json.dumps(r) + "\n" for r in rows if not any(k in r for k in keys)))
-        kept.replace(self.path)  # atomic: a kill leaves the old file or the new one
+            f.writelines(moved)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(self.path)  # atomic: a kill leaves the old file or the new one
         return len(moved)
 
     def close(self) -> None:
