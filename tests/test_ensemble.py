@@ -90,3 +90,24 @@ def test_planning_rollout_equals_the_step_it_is_folded_from():
         reference, _, _ = ens.step(obs.expand(4, 20_000, 3), one[:, 0].expand(4, -1, -1))
     torch.testing.assert_close(sampled.std(0), reference.std(1), rtol=0.05, atol=0)
     torch.testing.assert_close(sampled.mean(0), reference.mean(1), rtol=0, atol=0.02)
+
+
+def test_closed_loop_rollout_applies_the_law_to_every_particle_state():
+    """A feedback law sees each particle's own predicted state at each step: the rollout must
+    equal stepping the members by hand with the law's action in between."""
+    torch.manual_seed(1)
+    ens = GaussianEnsemble(3, 1, members=4, units=16, layers=2)
+    ens.inputs.update(torch.randn(500, 4))
+    ens.targets.update(torch.randn(500, 4) * 0.3)
+    obs, gains = torch.randn(3), torch.randn(6 * 2, 3)  # 6 candidates x 2 particles
+
+    def law(states):  # (K, N*M, D) -> (K, N*M, 1)
+        return torch.tanh((states * gains).sum(-1, keepdim=True))
+
+    roll = ens.rollout(obs, law, particles_per_member=2, sample=False, candidates=6, horizon=5)
+    x = obs.expand(4, 12, 3)
+    with torch.no_grad():
+        for t in range(5):
+            x, r, _ = ens.step(x, law(x), sample=False)
+            torch.testing.assert_close(roll.states[..., t, :], x.reshape(4, 6, 2, 3).transpose(0, 1))
+            torch.testing.assert_close(roll.rewards[..., t], r.reshape(4, 6, 2).transpose(0, 1))

@@ -5,6 +5,7 @@ import torch
 
 from worldmodels.errors import PlannerConfigError, PlanningError
 from worldmodels.planning import CEM, MCTS, MPPI
+from worldmodels.planning.feedback import GAIN_LIMIT, LinearFeedback
 
 H, A = 5, 2
 TARGET = torch.tensor([[0.3, -0.6]]).expand(H, A) * torch.linspace(0.5, 1.0, H)[:, None]
@@ -146,3 +147,37 @@ def test_objectives_rank_risky_and_safe_plans_as_intended():
     assert summarize(returns, "cvar", alpha=0.25).tolist() == [1.0, -1.0]
     with pytest.raises(ValueError, match="objective"):
         summarize(returns, "median")
+
+
+@pytest.mark.parametrize("cls", [CEM, MPPI])
+def test_planning_linear_feedback_gains_holds_an_unstable_system(cls):
+    """An inverted pendulum, linearised: p' = p + 0.1 v, v' = v + 0.1 (2 p + u), failing at
+    |p| > 1. Its open-loop pole (1.14 per step) doubles an error every 5 steps, so no fixed
+    action sequence holds it for long; a feedback law found by planning over 50 steps must
+    hold it for 500 from starting points it was never planned from, which only a stabilising
+    law can (both closed-loop poles inside the unit circle)."""
+    law_of = LinearFeedback(2, 1)
+    zero, one = torch.zeros(2), torch.ones(2)
+
+    def simulate(params, start, steps):  # survival steps of each candidate, (N,)
+        act = law_of.law(params, zero, one)
+        s = start.expand(1, len(params), 2).clone()
+        alive, survived = torch.ones(len(params)), torch.zeros(len(params))
+        for _ in range(steps):
+            u = act(s)[..., 0] * 3
+            s = torch.stack([s[..., 0] + 0.1 * s[..., 1], s[..., 1] + 0.1 * (2 * s[..., 0] + u)], -1)
+            alive = alive * (s[0, :, 0].abs() < 1)
+            survived += alive
+        return survived
+
+    planner = cls(law_of.size, horizon=1, population=200, iterations=5, low=-GAIN_LIMIT, high=GAIN_LIMIT,
+                  generator=torch.Generator().manual_seed(0))  # fmt: skip
+    params = planner.plan(lambda p: simulate(p[:, 0], torch.tensor([0.5, 0.0]), 50)).actions
+    assert params.shape == (1, 3)
+    for start in ([0.8, 0.0], [-0.6, 0.5], [0.0, -1.0]):
+        assert simulate(params, torch.tensor(start), 500).item() == 500, (params, start)
+    gains = params[0, :2] * 3
+    closed = torch.tensor([[1.0, 0.1], [0.1 * (2 + gains[0]), 1.0 + 0.1 * gains[1]]])
+    assert torch.linalg.eigvals(closed).abs().max() < 1
+    action = law_of.action(params[0], torch.tensor([0.5, 0.0]), zero, one)
+    assert action.shape == (1,) and -1 <= action.item() <= 1

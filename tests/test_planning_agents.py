@@ -1,5 +1,6 @@
 """PETS and latent MPC through the same trainer, run folders and CLI as Dreamer."""
 
+import dataclasses
 import json
 
 import pytest
@@ -15,13 +16,15 @@ SMALL_PLAN = PlanConfig(horizon=8, population=100, iterations=3, elites=10, simu
 SMALL_ENSEMBLE = EnsembleConfig(members=3, units=32, layers=2, batch=64)
 
 
-def test_pets_learns_to_drive_a_point_mass(tmp_path):
+@pytest.mark.parametrize("controller", ["sequence", "linear"])
+def test_pets_learns_to_drive_a_point_mass(tmp_path, controller):
     """PointMass: a mass at rest near x = -1 must reach x = 0 and stop there (reward -x^2 per
     step, 25 steps). Doing nothing scores -23.6. Uniformly random forces score -146 on average,
     and only 1% of random episodes beat -5.5 (2,000 simulated episodes), so a mean of at least
     -6 over 10 evaluation episodes by chance has a probability below 0.01^10. Planning must
     accelerate and then brake ahead of the goal, which needs the learned dynamics, not just
-    the reward."""
+    the reward. A linear feedback law (``--plan.controller linear``) can do both: a PD law
+    towards the goal."""
     cfg = tiny_config(
         tmp_path,
         env="wmtest/PointMass-v0",
@@ -30,7 +33,8 @@ def test_pets_learns_to_drive_a_point_mass(tmp_path):
         prefill=50,
         train_ratio=256,
         eval_every=500,
-        plan=SMALL_PLAN,
+        # a law's few gains plan cheaply over the whole approach (20 of the episode's 25 steps)
+        plan=dataclasses.replace(SMALL_PLAN, controller=controller, horizon=8 if controller == "sequence" else 20),
         ensemble=SMALL_ENSEMBLE,
     )
     Trainer(cfg, progress=False).train()
@@ -122,6 +126,13 @@ def test_bad_plan_settings_are_clear_errors(tmp_path, capsys):
     assert "horizon" in capsys.readouterr().err
     assert main([*base, "--obs", "pixels"]) == 2
     assert "--agent mpc" in capsys.readouterr().err
+    assert main([*base, "--plan.controller", "pid"]) == 2
+    assert "--plan.controller must be one of sequence, linear" in capsys.readouterr().err
+    linear = ["--plan.controller", "linear"]
+    assert main(["train", "--agent", "mpc", *linear, "--logdir", str(tmp_path / "z")]) == 2
+    assert "only --agent pets" in capsys.readouterr().err
+    assert main([*base, *linear, "--env", "CartPole-v1"]) == 2
+    assert "discrete" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("env,planner", [("Pendulum-v1", "mppi"), ("CartPole-v1", "mcts")])

@@ -63,6 +63,11 @@ class PlanConfig:
     """Planning before every action (agents pets and mpc). PETS / TD-MPC2 settings."""
 
     horizon: int = _f(15, "planning horizon in model steps")
+    controller: str = _f(
+        "sequence",
+        "what the planner optimises: sequence (open-loop actions) | linear (gains of a linear state-feedback "
+        "law, rolled out closed loop: for unstable systems and long horizons; --agent pets)",
+    )
     population: int = _f(500, "candidate action sequences per iteration (CEM, MPPI)")
     iterations: int = _f(5, "refits of the sampling distribution per action (CEM, MPPI)")
     elites: int = _f(50, "best candidates CEM refits to")
@@ -151,6 +156,7 @@ VMC_RETRAINABLE = {
 }  # fmt: skip
 PLANNERS = ("auto", "cem", "mppi", "mcts")
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
+CONTROLLERS = ("sequence", "linear")
 
 # Settings an agent changes from the Dreamer-tuned defaults unless given on the command line
 # (flat; dotted keys address a block). PETS fits its model from the first episode and plans 30
@@ -296,6 +302,7 @@ def validate(cfg: Config) -> None:
         ("--agent", cfg.agent, AGENTS),
         ("--planner", cfg.planner, PLANNERS),
         ("--plan.objective", cfg.plan.objective, OBJECTIVES),
+        ("--plan.controller", cfg.plan.controller, CONTROLLERS),
     ):
         if value not in allowed:
             raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
@@ -307,6 +314,11 @@ def validate(cfg: Config) -> None:
         raise ValueError(
             f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
             "the latent model's particles support mean and cvar"
+        )
+    if cfg.plan.controller == "linear" and cfg.agent != "pets":
+        raise ValueError(
+            "--plan.controller linear plans feedback gains on state vectors, which only --agent pets models; "
+            "leave --plan.controller at sequence"
         )
     if cfg.agent == "vmc":
         validate_vmc(cfg)

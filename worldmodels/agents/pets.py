@@ -33,10 +33,11 @@ from ..behavior.returns import replay_lambda_returns
 from ..config import Config
 from ..models.ensemble import EnsembleMLP, GaussianEnsemble
 from ..planning import MCTS
+from ..planning.feedback import LinearFeedback
 from ..planning.objectives import discounted_return, summarize
 from ..specs import VECTOR, ActionSpec, ObsSpec
 from .dreamer import check_finite
-from .planners import build_planner, plan_first_action
+from .planners import build_planner, plan_feedback, plan_first_action
 
 
 class PlanCarry(NamedTuple):
@@ -66,6 +67,8 @@ class PETS(nn.Module):
         value_lr: float = 1e-3,
         value_horizon: int = 32,
         value_lambda: float = 0.95,
+        feedback: LinearFeedback | None = None,
+        horizon: int | None = None,
     ):
         super().__init__()
         self.obs_spec, self.action_spec = obs_spec, action_spec
@@ -73,6 +76,12 @@ class PETS(nn.Module):
         self.batch, self.particles = batch, particles
         self.objective_kind, self.beta, self.cvar_alpha, self.discount = objective, beta, cvar_alpha, discount
         self.bf16 = bf16
+        # Closed-loop planning: the planner searches the gains of ``feedback``, rolled out for
+        # ``horizon`` steps (the planner's own horizon is then one "step" of parameters).
+        self.feedback = feedback
+        self.horizon = horizon if horizon is not None else getattr(planner, "horizon", 1)
+        if feedback is not None and feedback.size != getattr(planner, "action_dim", None):
+            raise ValueError("the planner must search the feedback law's parameters (build it with feedback=)")
         self.optimizers = {"model": torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)}
         self.value, self.value_horizon, self.value_lambda = value, value_horizon, value_lambda
         if value is not None:
@@ -199,11 +208,16 @@ class PETS(nn.Module):
 
     # ---------------------------------------------------------------- acting
     def objective(self, obs: Tensor):
-        """Scores of action sequences ``(N, H, A)`` from state ``obs (D,)``."""
+        """Scores of action sequences ``(N, H, A)`` from state ``obs (D,)``; with a feedback law,
+        of its parameters ``(N, 1, P)``, each rolled out closed loop for ``horizon`` steps."""
 
         def score(actions: Tensor) -> Tensor:
+            plan, extra = actions, {}
+            if self.feedback is not None:
+                plan = self.feedback.law(actions[:, 0].repeat_interleave(self.particles, 0), *self._state_stats())
+                extra = dict(candidates=len(actions), horizon=self.horizon)
             with self._autocast():
-                roll = self.ensemble.rollout(obs, actions, particles_per_member=self.particles)
+                roll = self.ensemble.rollout(obs, plan, particles_per_member=self.particles, **extra)
             bootstrap = None
             if self.value is not None:  # head k values the particles of member k
                 bootstrap = self.state_value(roll.states[..., -1, :].float().transpose(0, 1)).transpose(0, 1)
@@ -211,6 +225,11 @@ class PETS(nn.Module):
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
         return score
+
+    def _state_stats(self) -> tuple[Tensor, Tensor]:
+        """The ensemble's running statistics of states: the feedback law's input scale."""
+        d = self.ensemble.obs_dim
+        return self.ensemble.inputs.mean[:d], self.ensemble.inputs.std[:d]
 
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -231,7 +250,11 @@ class PETS(nn.Module):
                 new_plans.append(None)
                 continue
             warm = None if bool(is_first[i]) else plans[i]
-            action, plan = plan_first_action(self.planner, self.objective(states[i]), warm)
+            if self.feedback is not None:
+                plan = plan_feedback(self.planner, self.objective(states[i]), warm)
+                action = self.feedback.action(plan[0], states[i], *self._state_stats())
+            else:
+                action, plan = plan_first_action(self.planner, self.objective(states[i]), warm)
             actions.append(action)
             new_plans.append(plan)
         return torch.stack(actions), PlanCarry(new_plans)
@@ -257,11 +280,12 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         raise ValueError("--agent pets models state vectors: use --obs state (for pixels: --agent mpc)")
     e, p = cfg.ensemble, cfg.plan
     ensemble = GaussianEnsemble(obs_spec.vector, action_spec.dim, members=e.members, units=e.units, layers=e.layers)
+    feedback = LinearFeedback(obs_spec.vector, action_spec.dim) if p.controller == "linear" else None
     return PETS(
         obs_spec,
         action_spec,
         ensemble=ensemble,
-        planner=build_planner(cfg.planner, action_spec, p),
+        planner=build_planner(cfg.planner, action_spec, p, feedback),
         lr=e.lr,
         weight_decay=e.weight_decay,
         batch=e.batch,
@@ -275,4 +299,6 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         value_lr=e.lr,
         value_horizon=e.value_horizon,
         value_lambda=e.value_lambda,
+        feedback=feedback,
+        horizon=p.horizon,
     )

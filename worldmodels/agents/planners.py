@@ -7,6 +7,7 @@ from torch import Tensor
 from ..config import PlanConfig
 from ..errors import PlannerConfigError
 from ..planning import MCTS, ShootingPlanner, make_planner
+from ..planning.feedback import GAIN_LIMIT, LinearFeedback
 from ..specs import ActionSpec
 
 
@@ -27,8 +28,17 @@ def resolve_planner(name: str, action_spec: ActionSpec) -> str:
     return name
 
 
-def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig) -> ShootingPlanner | MCTS:
+def build_planner(
+    name: str, action_spec: ActionSpec, plan: PlanConfig, feedback: LinearFeedback | None = None
+) -> ShootingPlanner | MCTS:
+    """The planner of ``plan``; with a ``feedback`` law it searches that law's parameters (a
+    one-step "plan" of ``feedback.size`` numbers within +-``GAIN_LIMIT``) instead of actions."""
     name = resolve_planner(name, action_spec)
+    if feedback is not None and name == "mcts":
+        raise PlannerConfigError(
+            "--plan.controller linear gives continuous actions, but this env's actions are discrete "
+            "(planned by MCTS); leave --plan.controller at sequence"
+        )
     if name == "mcts":
         return MCTS(
             action_spec.dim,
@@ -38,8 +48,12 @@ def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig) -> Shoot
             dirichlet_alpha=plan.dirichlet_alpha,
             root_noise=plan.root_noise,
         )
+    dim, shape = action_spec.dim, {}
+    if feedback is not None:
+        dim, shape = feedback.size, dict(low=-GAIN_LIMIT, high=GAIN_LIMIT)
     common = dict(
-        horizon=plan.horizon,
+        horizon=1 if feedback is not None else plan.horizon,
+        **shape,
         population=plan.population,
         iterations=plan.iterations,
         init_std=plan.init_std,
@@ -51,8 +65,8 @@ def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig) -> Shoot
                 f"--plan.elites {plan.elites} exceeds --plan.population {plan.population}; "
                 f"elites are chosen from the population, so use at most {plan.population}"
             )
-        return make_planner("cem", action_spec.dim, elites=plan.elites, momentum=plan.momentum, **common)
-    return make_planner("mppi", action_spec.dim, temperature=plan.temperature, **common)
+        return make_planner("cem", dim, elites=plan.elites, momentum=plan.momentum, **common)
+    return make_planner("mppi", dim, temperature=plan.temperature, **common)
 
 
 def plan_first_action(
@@ -66,3 +80,10 @@ def plan_first_action(
     planner.reset()
     result = planner.plan(objective, init=warm_start, candidates=candidates)
     return result.actions[0], planner.mean
+
+
+def plan_feedback(planner: ShootingPlanner, objective, warm_start: Tensor | None) -> Tensor:
+    """One decision over a feedback law's parameters for one env: the best ``(1, P)``, which is
+    also the next warm start (a time-invariant law needs no shift)."""
+    planner.reset()
+    return planner.plan(objective, init=warm_start).actions

@@ -13,6 +13,7 @@ a member) and epistemic uncertainty (between members).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -164,25 +165,47 @@ class GaussianEnsemble(nn.Module):
 
     @torch.no_grad()
     def rollout(
-        self, obs: Tensor, actions: Tensor, *, particles_per_member: int = 1, sample: bool = True, generator=None
+        self,
+        obs: Tensor,
+        actions: Tensor | Callable[[Tensor], Tensor],
+        *,
+        particles_per_member: int = 1,
+        sample: bool = True,
+        generator=None,
+        candidates: int | None = None,
+        horizon: int | None = None,
     ) -> Rollout:
-        """Trajectory sampling from one state ``obs (D,)`` under ``actions (N, H, A)``.
+        """Trajectory sampling from one state ``obs (D,)`` under ``actions (N, H, A)``, or closed
+        loop under a feedback law: ``actions(states (K, N*M, D)) -> (K, N*M, A)`` with the
+        ``candidates`` N and ``horizon`` H given (particles of a candidate are adjacent).
 
         The same mathematics as :meth:`step`, rearranged for speed (planning is this loop, run
         ``iterations x horizon`` times per decision): both normalisations are folded into the
         first and last layers' weights once per call, layers work in place, and noise is drawn
         only for the state (the reward used is the expected one).
         """
-        n, horizon, _ = actions.shape
         k, m = self.members, particles_per_member
+        if callable(actions):
+            if candidates is None or horizon is None:
+                raise ValueError("a closed-loop rollout needs the number of candidates and the horizon")
+            n, feedback = candidates, actions
+
+            def action_at(x: Tensor, t: int) -> Tensor:
+                return feedback(x)
+        else:
+            n, horizon, _ = actions.shape
+            acts = actions.float().repeat_interleave(m, 0)  # (N*M, H, A), particle-major within a candidate
+
+            def action_at(x: Tensor, t: int) -> Tensor:
+                return acts[:, t].expand(k, -1, -1)
+
         x = obs.float().reshape(1, 1, -1).expand(k, n * m, -1)
-        acts = actions.float().repeat_interleave(m, 0)  # (N*M, H, A), particle-major within a candidate
         first, hidden, head = self._planning_weights()
         d = self.obs_dim
         std = self.targets.std
         rewards, conts, states = [], [], []
         for t in range(horizon):
-            h = torch.baddbmm(first[1], torch.cat([x, acts[:, t].expand(k, -1, -1)], -1), first[0])
+            h = torch.baddbmm(first[1], torch.cat([x, action_at(x, t)], -1), first[0])
             F.silu(h, inplace=True)
             for w, b in hidden:
                 h = torch.bmm(h, w).add_(b)
