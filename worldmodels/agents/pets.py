@@ -3,7 +3,9 @@
 No policy is learned: before every action the planner tries action sequences in the ensemble
 (trajectory sampling, each particle keeping one member) and executes the first action of the
 best plan. Continuous actions plan with CEM or MPPI; discrete ones with MCTS over the
-ensemble's mean prediction.
+ensemble's mean prediction. With ``--plan.controller linear`` CEM/MPPI search the gains of a
+linear state-feedback law instead of actions, and every particle applies the law to its own
+predicted state (closed loop: see ``planning/feedback.py``).
 
 Optionally (``--ensemble.value``) a state value is learned by TD(lambda) on replayed sequences
 of real steps and added at the plan's horizon, so costs beyond the horizon (a cart drifting into

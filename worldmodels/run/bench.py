@@ -2,7 +2,8 @@
 
 The setting of issue 3: a 5-member ensemble, 500 candidates, horizon 15, 5 iterations, one
 particle per member and candidate; Pendulum's sizes (3-D state, 1-D action), CartPole's for
-MCTS (4-D state, 2 actions). The latent rows use the RSSM of the given size with the same
+MCTS (4-D state, 2 actions). ``cem_linear`` plans the gains of a linear feedback law
+(``--plan.controller linear``) with the same settings. The latent rows use the RSSM of the given size with the same
 planner settings (plus the actor's 24 proposals). Weights are untrained: latency does not
 depend on them. Timed with the torch threads of this process, after warm-up decisions.
 """
@@ -25,6 +26,7 @@ CASES = {
     "cem": ("pets", "cem", 3, ActionSpec(1, False)),
     "mppi": ("pets", "mppi", 3, ActionSpec(1, False)),
     "mcts": ("pets", "mcts", 4, ActionSpec(2, True)),
+    "cem_linear": ("pets", "cem", 3, ActionSpec(1, False)),  # --plan.controller linear
     "cem_latent": ("mpc", "cem", 3, ActionSpec(1, False)),
     "mppi_latent": ("mpc", "mppi", 3, ActionSpec(1, False)),
     "mcts_latent": ("mpc", "mcts", 4, ActionSpec(2, True)),
@@ -74,7 +76,9 @@ def bench_planners(
             cfg = Config(
                 agent=agent_kind,
                 planner=planner,
-                plan=dataclasses.replace(plan, bf16=bf16),
+                plan=dataclasses.replace(
+                    plan, bf16=bf16, controller="linear" if name.endswith("_linear") else "sequence"
+                ),
                 ensemble=ens,
                 model=apply_size(ModelConfig(), size),
             )
