@@ -111,3 +111,20 @@ def test_closed_loop_rollout_applies_the_law_to_every_particle_state():
             x, r, _ = ens.step(x, law(x), sample=False)
             torch.testing.assert_close(roll.states[..., t, :], x.reshape(4, 6, 2, 3).transpose(0, 1))
             torch.testing.assert_close(roll.rewards[..., t], r.reshape(4, 6, 2).transpose(0, 1))
+
+
+def test_runaway_predictions_stay_finite_within_the_state_limits():
+    """A model whose predicted change is ~1e18 per step would overflow to inf within two
+    steps, and NaN would follow; rollouts and steps hold states within STATE_LIMIT standard
+    deviations of the data instead, so planning over long horizons always gets finite scores."""
+    torch.manual_seed(2)
+    ens = GaussianEnsemble(3, 1, members=2, units=16, layers=2)
+    ens.inputs.update(torch.randn(500, 4))
+    ens.targets.var[:-1] = 1e36  # predicted deltas of ~1e18
+    low, high = ens.state_limits()
+    roll = ens.rollout(torch.zeros(3), torch.ones(4, 50, 1), sample=True)
+    assert bool(torch.isfinite(roll.states).all() and torch.isfinite(roll.rewards).all())
+    assert bool(((roll.states >= low) & (roll.states <= high)).all())
+    with torch.no_grad():
+        x, _, _ = ens.step(torch.zeros(2, 4, 3), torch.ones(2, 4, 1))
+    assert bool(((x >= low) & (x <= high)).all()) and float(x.abs().max()) > 1

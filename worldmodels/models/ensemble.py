@@ -82,6 +82,10 @@ class Normalizer(nn.Module):
         return x * self.std + self.mean
 
 
+# How far from the states trained on (in their standard deviations) a prediction may go.
+STATE_LIMIT = 20.0
+
+
 class Prediction(NamedTuple):
     mean: Tensor  # (K, B, D+1) normalised [delta, reward]
     logvar: Tensor  # (K, B, D+1)
@@ -161,7 +165,19 @@ class GaussianEnsemble(nn.Module):
             y = y + torch.exp(0.5 * pred.logvar) * eps
         delta = self.targets.denormalize(y)
         reward = self.targets.denormalize(pred.mean)[..., -1]  # expected reward (PETS)
-        return obs + delta[..., :-1], reward, 1.0 - torch.sigmoid(pred.terminal_logit)
+        low, high = self.state_limits()
+        nxt = torch.clamp(obs + delta[..., :-1], low, high)
+        return nxt, reward, 1.0 - torch.sigmoid(pred.terminal_logit)
+
+    def state_limits(self) -> tuple[Tensor, Tensor]:
+        """Predicted states are held within ``STATE_LIMIT`` standard deviations of the states
+        trained on. A long rollout (a feedback law the model's dynamics make unstable, 40 steps
+        ahead) can otherwise grow without bound until it overflows to inf and NaN, and every
+        candidate of a plan scores NaN; inside the limits every prediction stays finite, and
+        nothing real comes near them."""
+        d = self.obs_dim
+        mean, spread = self.inputs.mean[:d], STATE_LIMIT * self.inputs.std[:d]
+        return mean - spread, mean + spread
 
     @torch.no_grad()
     def rollout(
@@ -201,6 +217,7 @@ class GaussianEnsemble(nn.Module):
 
         x = obs.float().reshape(1, 1, -1).expand(k, n * m, -1)
         first, hidden, head = self._planning_weights()
+        low, high = self.state_limits()
         d = self.obs_dim
         std = self.targets.std
         rewards, conts, states = [], [], []
@@ -218,7 +235,7 @@ class GaussianEnsemble(nn.Module):
                 logvar = self._bounded_logvar(raw)
                 eps = torch.randn(nxt.shape, generator=generator, device=nxt.device, dtype=nxt.dtype)
                 nxt = nxt.addcmul_(torch.exp(0.5 * logvar).mul_(std[:d]), eps)
-            x = nxt
+            x = nxt.clamp_(low, high)
             rewards.append(mean[..., d])
             conts.append(torch.sigmoid(-out[..., -1]))  # 1 - sigmoid(terminal logit)
             states.append(x)
