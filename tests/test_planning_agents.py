@@ -62,6 +62,9 @@ def test_pets_cli_train_resume_eval(tmp_path, capsys):
     assert (tmp_path / "pets" / "plan" / "plan.mp4").exists()
     assert main(["plan", run, "--episodes", "1", "--planner", "mppi"]) == 0
     assert json.loads((tmp_path / "pets" / "plan" / "plan.json").read_text())["planner"] == "MPPI"
+    # the same model re-planned closed loop: a feedback law's gains instead of an action sequence
+    assert main(["plan", run, "--episodes", "1", "--plan.controller", "linear"]) == 0
+    assert json.loads((tmp_path / "pets" / "plan" / "plan.json").read_text())["plan"]["controller"] == "linear"
 
     # wm dream on an ensemble: open-loop error per horizon and the members' spread
     assert main(["dream", run, "--horizon", "20", "--episodes", "1"]) == 0
