@@ -159,7 +159,8 @@ class PETS(nn.Module):
         whatever the discount."""
         net = self.value_target if target else self.value
         d, k = self.ensemble.obs_dim, self.ensemble.members
-        x = (obs - self.ensemble.inputs.mean[:d]) / self.ensemble.inputs.std[:d]
+        mean, std = self.ensemble.state_stats()
+        x = (obs - mean) / std
         return net(x.reshape(k, -1, d)).reshape(obs.shape[:-1]) / (1 - self.discount)
 
     def mean_state_value(self, obs: Tensor) -> Tensor:
@@ -212,11 +213,12 @@ class PETS(nn.Module):
     def objective(self, obs: Tensor):
         """Scores of action sequences ``(N, H, A)`` from state ``obs (D,)``; with a feedback law,
         of its parameters ``(N, 1, P)``, each rolled out closed loop for ``horizon`` steps."""
+        stats = self.ensemble.state_stats()  # the feedback law's input scale
 
         def score(actions: Tensor) -> Tensor:
             plan, extra = actions, {}
             if self.feedback is not None:
-                plan = self.feedback.law(actions[:, 0].repeat_interleave(self.particles, 0), *self._state_stats())
+                plan = self.feedback.law(actions[:, 0].repeat_interleave(self.particles, 0), *stats)
                 extra = dict(candidates=len(actions), horizon=self.horizon)
             with self._autocast():
                 roll = self.ensemble.rollout(obs, plan, particles_per_member=self.particles, **extra)
@@ -227,11 +229,6 @@ class PETS(nn.Module):
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
         return score
-
-    def _state_stats(self) -> tuple[Tensor, Tensor]:
-        """The ensemble's running statistics of states: the feedback law's input scale."""
-        d = self.ensemble.obs_dim
-        return self.ensemble.inputs.mean[:d], self.ensemble.inputs.std[:d]
 
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -254,7 +251,7 @@ class PETS(nn.Module):
             warm = None if bool(is_first[i]) else plans[i]
             if self.feedback is not None:
                 plan = plan_feedback(self.planner, self.objective(states[i]), warm)
-                action = self.feedback.action(plan[0], states[i], *self._state_stats())
+                action = self.feedback.action(plan[0], states[i], *self.ensemble.state_stats())
             else:
                 action, plan = plan_first_action(self.planner, self.objective(states[i]), warm)
             actions.append(action)

@@ -175,9 +175,13 @@ class GaussianEnsemble(nn.Module):
         ahead) can otherwise grow without bound until it overflows to inf and NaN, and every
         candidate of a plan scores NaN; inside the limits every prediction stays finite, and
         nothing real comes near them."""
+        mean, std = self.state_stats()
+        return mean - STATE_LIMIT * std, mean + STATE_LIMIT * std
+
+    def state_stats(self) -> tuple[Tensor, Tensor]:
+        """Running mean and std of the states trained on (the state part of the input statistics)."""
         d = self.obs_dim
-        mean, spread = self.inputs.mean[:d], STATE_LIMIT * self.inputs.std[:d]
-        return mean - spread, mean + spread
+        return self.inputs.mean[:d], self.inputs.std[:d]
 
     @torch.no_grad()
     def rollout(

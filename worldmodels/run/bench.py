@@ -3,9 +3,9 @@
 The setting of issue 3: a 5-member ensemble, 500 candidates, horizon 15, 5 iterations, one
 particle per member and candidate; Pendulum's sizes (3-D state, 1-D action), CartPole's for
 MCTS (4-D state, 2 actions). ``cem_linear`` plans the gains of a linear feedback law
-(``--plan.controller linear``) with the same settings. The latent rows use the RSSM of the given size with the same
-planner settings (plus the actor's 24 proposals). Weights are untrained: latency does not
-depend on them. Timed with the torch threads of this process, after warm-up decisions.
+(``--plan.controller linear``) with the same settings. The latent rows use the RSSM of the
+given size with the same planner settings (plus the actor's 24 proposals). Weights are
+untrained: latency does not depend on them. Timed with the torch threads of this process, after warm-up decisions.
 """
 
 from __future__ import annotations
