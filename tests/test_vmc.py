@@ -28,7 +28,7 @@ TINY = [
     "--vmc.z", "8", "--vmc.vae-depth", "4", "--vmc.vae-steps", "30", "--vmc.vae-batch", "16",
     "--vmc.rnn-units", "32", "--vmc.rnn-steps", "30", "--vmc.rnn-batch", "8", "--vmc.rnn-seq", "8",
     "--vmc.population", "6", "--vmc.rollouts-per-candidate", "2", "--vmc.dream-max-steps", "40",
-    "--vmc.workers", "1", "--vmc.eval-every", "2",
+    "--vmc.workers", "1", "--vmc.eval-every", "2", "--vmc.collect-hold", "3",
 ]  # fmt: skip
 
 
@@ -123,6 +123,24 @@ def test_done_threshold_calibration_matches_the_real_random_survival():
     threshold = calibrate_done_threshold(agent, starts, 25.0, **kw)
     _, length = random_dream_episodes(agent, starts, episodes=64, done_threshold=threshold, **kw)
     assert 20 <= length <= 30, (threshold, length)
+
+
+def test_held_random_actions_last_one_to_hold_steps_and_renew_at_episode_starts():
+    from worldmodels.run.collect import held_random_policy
+    from worldmodels.specs import ActionSpec
+
+    act = held_random_policy(ActionSpec(2, False), np.random.default_rng(0), hold=10)
+    actions = np.stack([act(None, np.zeros(3, bool)) for _ in range(3000)])  # (T, envs, A)
+    for env in range(3):
+        changes = np.flatnonzero(np.any(actions[1:, env] != actions[:-1, env], -1)) + 1
+        runs = np.diff(changes)  # continuous draws never repeat, so every change is a renewal
+        assert runs.min() >= 1 and runs.max() <= 10
+        assert abs(runs.mean() - 5.5) < 0.5, runs.mean()  # uniform over 1..10
+    before = act(None, np.zeros(3, bool))
+    after = act(None, np.array([True, False, False]))  # a new episode in env 0 draws afresh
+    assert not np.array_equal(before[0], after[0])
+    discrete = held_random_policy(ActionSpec(3, True), np.random.default_rng(0), hold=4)(None, np.ones(5, bool))
+    assert discrete.shape == (5, 3) and np.all(discrete.sum(-1) == 1)
 
 
 def test_dream_env_is_a_valid_gymnasium_env():
@@ -274,11 +292,13 @@ def test_stage_order_and_bad_settings_get_clear_errors(tmp_path, capsys):
     assert "start with `--stage collect`" in capsys.readouterr().err
     assert not os.path.exists(run)
     assert main([*TINY, "--logdir", run, "--stage", "collect"]) == 0
+    assert main(["train", "--resume", run, "--stage", "collect", "--threads", "2"]) == 0  # cores may change
     assert main(["train", "--resume", run, "--stage", "controller"]) == 2
     assert "needs the output of stage mdnrnn" in capsys.readouterr().err
     for flag, value, message in (
         ("--vmc.temperature", "0", "temperature must be > 0"),
         ("--vmc.mixtures", "0", "mixtures must be >= 1"),
+        ("--vmc.collect-hold", "0", "collect-hold must be >= 1"),
         ("--controller-in", "dreamland", "invalid choice"),
     ):
         code = main([*TINY, "--logdir", str(tmp_path / "x"), flag, value]) if flag != "--controller-in" else None

@@ -15,6 +15,7 @@ from .errors import RunConfigError, WorldModelsError
 
 # Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
 RESUMABLE = {
+    "threads",  # how many cores a run uses changes nothing it learns
     "steps",
     "vmc.rollouts",
     "vmc.vae_steps",
@@ -157,14 +158,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
             lines = ", ".join(f"--{k.replace('_', '-')}: stored {a!r}, given {b!r}" for k, (a, b) in conflicts.items())
             raise RunConfigError(
                 f"the flags conflict with the stored config of {args.resume} ({lines}). A resumed run keeps its "
-                "config (only how long it runs may change; with --retrain --stage S also the training settings "
-                "of S and later stages); start a new run with another --logdir to change it."
+                "config (only how long it runs and --threads may change; with --retrain --stage S also the training "
+                "settings of S and later stages); start a new run with another --logdir to change it."
             )
-        stored.steps = given.get("steps", stored.steps)
-        for key in changeable - {"steps"}:
-            if key in given:
-                block, field = key.split(".", 1)
-                setattr(getattr(stored, block), field, given[key])
+        for key in changeable & given.keys():
+            block, _, field = key.rpartition(".")
+            setattr(getattr(stored, block) if block else stored, field, given[key])
         stored.logdir = str(args.resume)
         return stored, True
     cfg = resolve(given)

@@ -112,6 +112,9 @@ class VMCConfig:
     """The V/M/C model (agent vmc; Ha & Schmidhuber 2018). Paper values in brackets."""
 
     rollouts: int = _f(500, "random-policy episodes collected for V and M [10,000]")
+    collect_hold: int = _f(
+        1, "each random action of the collect stage is held for a random 1..N steps [1-10 tics, the paper's Doom data]"
+    )
     z: int = _f(32, "VAE latent size [32 CarRacing, 64 Doom]")
     vae_depth: int = _f(32, "channels of the VAE's first convolution [32]")
     vae_steps: int = _f(10_000, "VAE gradient steps")
@@ -338,7 +341,7 @@ def validate_vmc(cfg: Config) -> None:
         raise ValueError(f"--vmc.temperature must be > 0 (the paper uses 1.0 to 1.3), got {v.temperature}")
     if v.mixtures < 1:
         raise ValueError(f"--vmc.mixtures must be >= 1 (the paper uses 5), got {v.mixtures}")
-    positive = ("rollouts", "z", "vae_depth", "vae_batch", "rnn_units", "rnn_batch", "generations",
+    positive = ("rollouts", "collect_hold", "z", "vae_depth", "vae_batch", "rnn_units", "rnn_batch", "generations",
                 "rollouts_per_candidate", "workers", "dream_max_steps", "eval_every")  # fmt: skip
     for name in positive:
         if getattr(v, name) < 1:

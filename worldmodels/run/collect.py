@@ -81,6 +81,33 @@ def random_policy(action_spec, rng: np.random.Generator) -> ActFn:
     return act
 
 
+def held_random_policy(action_spec, rng: np.random.Generator, hold: int) -> ActFn:
+    """Uniformly random actions, each held for a uniformly random 1..``hold`` steps (per env;
+    a new episode draws afresh). ``hold=1`` is :func:`random_policy`.
+
+    Why: a per-step random walk barely moves an agent (on DoomTakeCover it jitters where it
+    spawned), so a model learned from it has never seen the places a purposeful policy goes.
+    Held actions cover them; the paper's Doom data held each random action 1-10 tics."""
+    if hold < 1:
+        raise ValueError(f"a random action is held for at least one step (--vmc.collect-hold >= 1), got {hold}")
+    draw = random_policy(action_spec, rng)
+    if hold == 1:
+        return draw
+    state: dict[str, np.ndarray] = {}
+
+    def act(obs, is_first):
+        n = len(is_first)
+        if "action" not in state:
+            state["action"], state["left"] = draw(obs, np.ones(n, bool)), np.zeros(n, np.int64)
+        renew = (state["left"] <= 0) | np.asarray(is_first, bool)
+        fresh = draw(obs, is_first)
+        state["action"] = np.where(renew[:, None], fresh, state["action"]).astype(np.float32)
+        state["left"] = np.where(renew, rng.integers(1, hold + 1, n), state["left"]) - 1
+        return state["action"].copy()
+
+    return act
+
+
 class RandomAgent:
     """Uniformly random actions from a seeded generator, with the agents' ``act`` signature:
     the same seed plays the same episodes whatever model is being judged on them."""

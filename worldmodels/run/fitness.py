@@ -78,19 +78,31 @@ def dream_returns(
 
 def random_dream_episodes(
     agent: VMC, starts: torch.Tensor, *, episodes: int, temperature: float, max_steps: int, seed: int,
-    done_threshold: float = 0.0,
+    done_threshold: float = 0.0, hold: int = 1,
 ) -> tuple[float, float]:  # fmt: skip
-    """Mean return and length of a uniformly random policy's dream episodes. Set beside the
-    same policy's real episodes (the collect stage's), they say whether the dream is harder or
-    easier than the game before any controller is evolved in it."""
+    """Mean return and length of a uniformly random policy's dream episodes, each action held for
+    a random 1..``hold`` steps as the collect stage held them. Set beside the same policy's real
+    episodes (the collect stage's), they say whether the dream is harder or easier than the game
+    before any controller is evolved in it."""
     gen = torch.Generator().manual_seed(seed)
     dim, discrete = agent.action_spec.dim, agent.action_spec.discrete
+    held: dict[str, torch.Tensor] = {}
 
-    def policy(obs: torch.Tensor) -> torch.Tensor:
-        n = obs.shape[0]
+    def draw(n: int) -> torch.Tensor:
         if discrete:
             return F.one_hot(torch.randint(dim, (n,), generator=gen), dim).float()
         return torch.rand(n, dim, generator=gen) * 2 - 1
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        n = obs.shape[0]
+        if hold == 1:
+            return draw(n)
+        if not held:
+            held["action"], held["left"] = draw(n), torch.zeros(n, dtype=torch.long)
+        renew = held["left"] <= 0
+        held["action"] = torch.where(renew[:, None], draw(n), held["action"])
+        held["left"] = torch.where(renew, torch.randint(1, hold + 1, (n,), generator=gen), held["left"]) - 1
+        return held["action"]
 
     returns, lengths = dream_episodes(
         agent, starts, episodes, policy, temperature=temperature, max_steps=max_steps, seed=seed,
@@ -101,7 +113,7 @@ def random_dream_episodes(
 
 def calibrate_done_threshold(
     agent: VMC, starts: torch.Tensor, target_length: float, *, temperature: float, max_steps: int, seed: int,
-    episodes: int = 64, iterations: int = 10,
+    episodes: int = 64, iterations: int = 10, hold: int = 1,
 ) -> float:  # fmt: skip
     """The done-logit threshold at which a random policy's dream episodes last ``target_length``
     steps on average, as its real ones did. Bisection in logit space on the same seeded episodes,
@@ -116,7 +128,7 @@ def calibrate_done_threshold(
     def length(threshold: float) -> float:
         return random_dream_episodes(
             agent, starts, episodes=episodes, temperature=temperature, max_steps=max_steps, seed=seed,
-            done_threshold=threshold,
+            done_threshold=threshold, hold=hold,
         )[1]  # fmt: skip
 
     for _ in range(iterations):

@@ -31,7 +31,7 @@ from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..specs import IMAGE
 from . import checkpoint
-from .collect import Collector, random_policy
+from .collect import Collector, held_random_policy
 from .fitness import Fitness, calibrate_done_threshold, init_worker, random_dream_episodes, score
 from .logger import MetricsLogger
 from .runs import build_agent, env_kwargs, probe_specs, write_config
@@ -177,7 +177,7 @@ class VMCTrainer:
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
         # Fresh seeds on resume, so a resumed collection does not replay the same episodes.
         collector = Collector(env, seed=cfg.seed * 1_000_003 + c["episodes"])
-        act = random_policy(self.action_spec, self.np_rng)
+        act = held_random_policy(self.action_spec, self.np_rng, cfg.vmc.collect_hold)
         try:
             while c["episodes"] < target:
                 record, finished = collector.step(act)
@@ -304,7 +304,8 @@ class VMCTrainer:
         cfg, v, c = self.cfg, self.cfg.vmc, self.counters
         real_length = c["env_steps"] / cfg.action_repeat / max(c["episodes"], 1)
         real_return = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
-        kw = {"temperature": v.temperature, "max_steps": v.dream_max_steps, "seed": cfg.seed}
+        # The random policy of the collect stage (actions held as they were), so the two compare.
+        kw = {"temperature": v.temperature, "max_steps": v.dream_max_steps, "seed": cfg.seed, "hold": v.collect_hold}
         dream_return, paper_length = random_dream_episodes(self.agent, self.dream_starts, episodes=64, **kw)
         threshold, dream_length = 0.0, paper_length
         if v.calibrate_done:
