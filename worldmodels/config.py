@@ -113,7 +113,7 @@ class VMCConfig:
 
     rollouts: int = _f(500, "random-policy episodes collected for V and M [10,000]")
     collect_hold: int = _f(
-        1, "each random action of the collect stage is held for a random 1..N steps [1-10 tics, the paper's Doom data]"
+        10, "each random action of the collect stage is held for a random 1..N steps [1-10 tics, the paper's Doom data]"
     )
     z: int = _f(32, "VAE latent size [32 CarRacing, 64 Doom]")
     vae_depth: int = _f(32, "channels of the VAE's first convolution [32]")
