@@ -13,7 +13,7 @@ from typing import Any
 from .config import BLOCKS, VMC_RETRAINABLE, VMC_STAGES, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
 
-# Fields a resumed run may change: only how long it runs (for V/M/C: how long each stage runs).
+# Fields a resumed run may change: how long it runs (for V/M/C: how long each stage runs) and its threads.
 RESUMABLE = {
     "threads",  # how many cores a run uses changes nothing it learns
     "steps",

@@ -97,12 +97,11 @@ def held_random_policy(action_spec, rng: np.random.Generator, hold: int) -> ActF
 
     def act(obs, is_first):
         n = len(is_first)
-        if "action" not in state:
-            state["action"], state["left"] = draw(obs, np.ones(n, bool)), np.zeros(n, np.int64)
-        renew = (state["left"] <= 0) | np.asarray(is_first, bool)
+        left = state.get("left", np.zeros(n, np.int64))
+        renew = (left <= 0) | np.asarray(is_first, bool)
         fresh = draw(obs, is_first)
-        state["action"] = np.where(renew[:, None], fresh, state["action"]).astype(np.float32)
-        state["left"] = np.where(renew, rng.integers(1, hold + 1, n), state["left"]) - 1
+        state["action"] = np.where(renew[:, None], fresh, state["action"]) if "action" in state else fresh
+        state["left"] = np.where(renew, rng.integers(1, hold + 1, n), left) - 1
         return state["action"].copy()
 
     return act

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..agents.dream_env import DreamVecEnv
 from ..agents.vmc import VMC, controller_act
 from ..config import Config
 from . import checkpoint
-from .collect import run_episode
+from .collect import held_random_policy, run_episode
 from .runs import build_agent, make_single_env, probe_specs, read_config
 
 
@@ -84,25 +83,10 @@ def random_dream_episodes(
     a random 1..``hold`` steps as the collect stage held them. Set beside the same policy's real
     episodes (the collect stage's), they say whether the dream is harder or easier than the game
     before any controller is evolved in it."""
-    gen = torch.Generator().manual_seed(seed)
-    dim, discrete = agent.action_spec.dim, agent.action_spec.discrete
-    held: dict[str, torch.Tensor] = {}
-
-    def draw(n: int) -> torch.Tensor:
-        if discrete:
-            return F.one_hot(torch.randint(dim, (n,), generator=gen), dim).float()
-        return torch.rand(n, dim, generator=gen) * 2 - 1
+    act = held_random_policy(agent.action_spec, np.random.default_rng(seed), hold)
 
     def policy(obs: torch.Tensor) -> torch.Tensor:
-        n = obs.shape[0]
-        if hold == 1:
-            return draw(n)
-        if not held:
-            held["action"], held["left"] = draw(n), torch.zeros(n, dtype=torch.long)
-        renew = held["left"] <= 0
-        held["action"] = torch.where(renew[:, None], draw(n), held["action"])
-        held["left"] = torch.where(renew, torch.randint(1, hold + 1, (n,), generator=gen), held["left"]) - 1
-        return held["action"]
+        return torch.from_numpy(act(None, np.zeros(len(obs), bool)))  # dream episodes never restart here
 
     returns, lengths = dream_episodes(
         agent, starts, episodes, policy, temperature=temperature, max_steps=max_steps, seed=seed,
