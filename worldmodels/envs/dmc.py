@@ -17,8 +17,17 @@ def _suite():
     try:
         from dm_control import suite
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise UnknownEnvError(f"dmc tasks need dm_control (pip install dm_control mujoco==3.17.0): {err}") from err
+        raise UnknownEnvError(
+            f"dmc tasks need dm_control, which is not installed: pip install -c constraints.txt -e '.[dmc]' ({err})"
+        ) from err
     return suite
+
+
+def make_dmc(task: str, *, render_size: int = 64, **kwargs) -> gym.Env:
+    """The ``dmc`` suite: ``task`` is ``domain-task`` (``walker-walk``, ``ball_in_cup-catch``);
+    dashes after the first are the task's underscores. ``kwargs`` go to :class:`DMCEnv`."""
+    domain, _, name = task.partition("-")
+    return DMCEnv(domain, name.replace("-", "_"), render_size=render_size, **kwargs)
 
 
 class DMCEnv(gym.Env):

@@ -1,15 +1,33 @@
-"""Making environments from ids: gymnasium ids, or ``dmc:domain-task`` for dm_control."""
+"""Making environments from ids: gymnasium ids (``CartPole-v1``, or ``module:Id`` to import the
+module that registers ``Id`` first), or ``suite:task`` for a registered suite (``dmc:walker-walk``)."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import os
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 
 from ..errors import UnknownEnvError
+from ..registry import SUITES
 from .adapter import ModelEnv
+
+
+class EnvKwargsError(UnknownEnvError, ValueError):
+    """``env_kwargs`` the environment does not take; the message names the env and the keywords."""
+
+
+def _install_hint(extra: str | None) -> str:
+    return f"pip install -c constraints.txt -e '.[{extra}]'" if extra else "install the package it needs"
+
+
+def _suites_hint() -> str:
+    spellings = [str(SUITES.meta(n).get("spelling") or f"{n}:TASK") for n in SUITES.names()]
+    return f" Registered suites: {', '.join(spellings)}." if spellings else ""
 
 
 def _closest(env_id: str) -> list[str]:
@@ -22,12 +40,34 @@ def _closest(env_id: str) -> list[str]:
 
 
 def _renders_rgb(env_id: str) -> bool:
-    """Whether the registered env declares ``rgb_array`` rendering (asked for only then)."""
+    """Whether the registered env declares ``rgb_array`` rendering (asked for only then).
+    A ``module:Id`` id imports its module first (gymnasium's ``spec`` does not)."""
+    env_id = _import_env_module(env_id)
     spec = gym.spec(env_id)  # raises gym.error.Error for unknown ids
     if not isinstance(spec.entry_point, str):
         return "rgb_array" in getattr(spec.entry_point, "metadata", {}).get("render_modes", [])
     creator = gym.envs.registration.load_env_creator(spec.entry_point)
     return "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
+
+
+def _import_env_module(env_id: str) -> str:
+    """For ``module:Id``, import ``module`` (which registers ``Id``) and return ``Id``; other ids as
+    they are. A module that is not installed is an :class:`UnknownEnvError` naming the pip install."""
+    module, sep, name = env_id.partition(":")
+    if not sep:
+        return env_id
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        top = module.split(".")[0]
+        if err.name == top:  # the package itself is missing, not something inside it
+            raise UnknownEnvError(
+                f"{env_id!r}: module {top!r} is not installed (pip install {top.replace('_', '-')}).{_suites_hint()}"
+            ) from err
+        raise UnknownEnvError(f"{env_id!r}: importing module {module!r} failed: {err}") from err
+    except ImportError as err:
+        raise UnknownEnvError(f"{env_id!r}: importing module {module!r} failed: {err}") from err
+    return name
 
 
 def _register_extra(env_id: str) -> None:
@@ -41,6 +81,53 @@ def _register_extra(env_id: str) -> None:
             ) from err
 
 
+def _bad_kwargs(env_id: str, env_kwargs: dict, err: Exception) -> EnvKwargsError:
+    given = ", ".join(f"{k}={v!r}" for k, v in env_kwargs.items())
+    return EnvKwargsError(f"could not make {env_id!r} with env_kwargs {given}: {err}")
+
+
+def _takes_render_size(sig: inspect.Signature | None) -> bool:
+    if sig is None:
+        return False
+    return any(
+        (p.name == "render_size" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind is p.VAR_KEYWORD
+        for p in sig.parameters.values()
+    )
+
+
+def _make_suite_env(env_id: str, prefix: str, task: str, render_size: int, env_kwargs: dict) -> gym.Env:
+    """``prefix:task`` for the registered suite ``prefix``: ``make(task, **env_kwargs)``."""
+    extra = SUITES.meta(prefix).get("extra")
+    try:
+        make = SUITES.get(prefix)
+    except ImportError as err:
+        raise UnknownEnvError(
+            f"{env_id!r} needs the {prefix!r} suite's packages: {_install_hint(extra)} ({err})"
+        ) from err
+    try:
+        sig: inspect.Signature | None = inspect.signature(make)
+    except (TypeError, ValueError):  # a callable without an introspectable signature
+        sig = None
+    kwargs = dict(env_kwargs)
+    if _takes_render_size(sig):
+        kwargs = {"render_size": render_size, **kwargs}
+    if sig is not None:
+        try:
+            sig.bind(task, **kwargs)
+        except TypeError as err:
+            raise _bad_kwargs(env_id, env_kwargs, err) from err
+    try:
+        return make(task, **kwargs)
+    except ImportError as err:
+        raise UnknownEnvError(
+            f"{env_id!r} needs the {prefix!r} suite's packages: {_install_hint(extra)} ({err})"
+        ) from err
+    except TypeError as err:
+        if env_kwargs:  # most likely a keyword the env's constructor does not take
+            raise _bad_kwargs(env_id, env_kwargs, err) from err
+        raise
+
+
 def make_env(
     env_id: str,
     *,
@@ -49,35 +136,44 @@ def make_env(
     action_repeat: int = 1,
     max_episode_steps: int = 0,
     render_size: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> ModelEnv:
-    """One environment adapted for the model (see :class:`ModelEnv`)."""
-    if env_id.startswith("dmc:"):
-        from .dmc import DMCEnv
+    """One environment adapted for the model (see :class:`ModelEnv`).
 
-        domain, _, task = env_id[4:].partition("-")
-        env: gym.Env = DMCEnv(domain, task.replace("-", "_"), render_size=render_size or image_size)
+    ``env_id``: ``suite:task`` for a registered suite (``dmc:walker-walk``), else a gymnasium id,
+    which may be ``module:Id`` to import ``module`` first. ``env_kwargs`` go to the env's
+    constructor (``gym.make(env_id, **env_kwargs)``, or the suite's ``make``).
+    """
+    env_kwargs = dict(env_kwargs or {})
+    prefix, sep, task = env_id.partition(":")
+    if sep and prefix in SUITES.names():
+        env: gym.Env = _make_suite_env(env_id, prefix, task, render_size or image_size, env_kwargs)
         if max_episode_steps:
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
     else:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control renders without a screen
-        _register_extra(env_id)
-        kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+        gym_id = _import_env_module(env_id)  # "module:Id" -> "Id", its module imported
+        _register_extra(gym_id)
+        kwargs: dict[str, Any] = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
         try:
-            can_render = _renders_rgb(env_id)
-            env = gym.make(env_id, **({"render_mode": "rgb_array"} if can_render else {}), **kwargs)
+            if _renders_rgb(gym_id):
+                kwargs["render_mode"] = "rgb_array"
+            env = gym.make(gym_id, **{**kwargs, **env_kwargs})
         except gym.error.DependencyNotInstalled as err:
             raise UnknownEnvError(
                 f"{env_id} needs a package that is not installed ({err}); for CarRacing and the other Box2D "
                 "games: pip install -c constraints.txt -e '.[games]'"
             ) from err
         except gym.error.Error as err:
-            if env_id in gym.registry:
+            if gym_id in gym.registry:
                 raise UnknownEnvError(f"could not make {env_id!r}: {err}") from err
-            close = _closest(env_id)
+            close = _closest(gym_id)
             hint = f" Closest registered ids: {', '.join(close)}." if close else ""
-            raise UnknownEnvError(
-                f"unknown environment id {env_id!r}.{hint} dm_control tasks are spelled dmc:walker-walk."
-            ) from err
+            raise UnknownEnvError(f"unknown environment id {env_id!r}.{hint}{_suites_hint()}") from err
+        except TypeError as err:
+            if env_kwargs:  # most likely a keyword the env's constructor does not take
+                raise _bad_kwargs(env_id, env_kwargs, err) from err
+            raise
     return ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
 
 
