@@ -24,7 +24,7 @@ def fit(members=4, steps=1500):
     opt = torch.optim.Adam(ens.parameters(), lr=3e-3)
     for _ in range(steps):
         idx = torch.randint(0, len(s), (members, 128))  # each member its own bootstrap draw
-        loss, _ = ens.loss(
+        loss, _ = ens.transition_loss(
             s[idx], a[idx], r[idx], nxt[idx], torch.zeros(members, 128), torch.ones(members, 128, dtype=bool)
         )
         opt.zero_grad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
+import json
 import signal
 import sys
 from pathlib import Path
@@ -12,10 +12,13 @@ from typing import Any
 
 from .config import BLOCKS, VMC_RETRAINABLE, VMC_STAGES, Config, PlanConfig, resolve, validate
 from .errors import RunConfigError, WorldModelsError
+from .registry import AGENTS, FAMILIES, PLANNERS
 
-# Fields a resumed run may change: how long it runs (for V/M/C: how long each stage runs) and its threads.
+# Fields a resumed run may change: how long it runs (for V/M/C: how long each stage runs), its
+# threads and its device.
 RESUMABLE = {
     "threads",  # how many cores a run uses changes nothing it learns
+    "device",  # a run trained on a GPU resumes on a CPU and the other way round
     "steps",
     "vmc.rollouts",
     "vmc.vae_steps",
@@ -30,10 +33,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+def _add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls, prefix: str = "", choices: dict | None = None, skip: tuple = ()
+) -> None:
     """One flag per field; defaults are suppressed so we know which flags were given."""
+    choices = choices or {}
     for f in dataclasses.fields(cls):
-        if f.name in BLOCKS:
+        if f.name in BLOCKS or f.name in skip:
             continue
         name = prefix + f.name
         default = f.default
@@ -45,8 +51,16 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "")
             )
         else:
             metavar = {int: "N", float: "X", str: "S"}[kind]
+            if name in choices:
+                metavar = "{" + ",".join(choices[name]) + "}"
             parser.add_argument(
-                _flag(name), dest=name, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=help_text
+                _flag(name),
+                dest=name,
+                type=kind,
+                default=argparse.SUPPRESS,
+                metavar=metavar,
+                choices=choices.get(name),
+                help=help_text,
             )
 
 
@@ -91,7 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="vmc: evolve the controller in the dream or the real env (same as --vmc.controller-in)",
     )
-    _add_dataclass_flags(train, Config)
+    train.add_argument(
+        "--model",
+        dest="family",
+        choices=FAMILIES.names(),
+        default=argparse.SUPPRESS,
+        help="world-model family the agent learns with (default: the agent's own: rssm for dreamer and mpc, "
+        "ensemble for pets, vmc for vmc); dreamer and mpc take any family that gives latent features",
+    )
+    train.add_argument(
+        "--env-kwarg",
+        dest="env_kwarg_list",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one keyword argument for the env's constructor (repeatable; VALUE is read as JSON if it parses, "
+        "else as a string): --env-kwarg continuous=false",
+    )
+    _add_dataclass_flags(train, Config, choices=_choices(), skip=("family",))
     for name, cls in BLOCKS.items():
         _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
 
@@ -101,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", action="store_true", help="write RUN/eval.mp4 of the first episode")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode")
+    ev.add_argument("--device", help="where to run it (default: the run's --device; auto: cuda when available)")
 
     dr = sub.add_parser(
         "dream", help="open-loop video prediction on held-out episodes: MSE, PSNR, SSIM vs repeating the last frame"
@@ -110,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--horizon", type=int, default=45, help="steps it then imagines under the real actions")
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--device", help="where to run it (default: the run's --device)")
     dr.add_argument("--temperature", type=float, default=1.0, help="vmc: MDN sampling temperature of the dream")
     dr.add_argument(
         "--policy",
@@ -123,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run", help="run folder (pets, mpc, or dreamer: plans in its world model)")
     pl.add_argument("--episodes", type=int, default=5)
     pl.add_argument("--video", action="store_true", help="write RUN/plan/plan.mp4 of the first episode")
-    pl.add_argument("--planner", choices=["cem", "mppi", "mcts"], help="override the run's planner")
+    pl.add_argument("--planner", choices=PLANNERS.names(), help="override the run's planner")
+    pl.add_argument("--device", help="where to run it (default: the run's --device)")
     pl.add_argument("--seed", type=int, default=0)
     _add_dataclass_flags(pl.add_argument_group("plan", "override the run's planning settings"), PlanConfig, "plan.")
 
@@ -137,9 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _choices() -> dict[str, list[str]]:
+    return {"agent": AGENTS.names(), "planner": ["auto", *PLANNERS.names()]}
+
+
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain"}
-    return {k: v for k, v in vars(args).items() if k not in skip}
+    skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain", "env_kwarg_list"}
+    given = {k: v for k, v in vars(args).items() if k not in skip}
+    if getattr(args, "env_kwarg_list", None):
+        kwargs = json.loads(given.get("env_kwargs", "{}") or "{}")
+        for item in args.env_kwarg_list:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ValueError(f"--env-kwarg takes KEY=VALUE, got {item!r}")
+            try:
+                kwargs[key] = json.loads(value)
+            except json.JSONDecodeError:
+                kwargs[key] = value
+        given["env_kwargs"] = json.dumps(kwargs, sort_keys=True)
+    return given
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
@@ -201,8 +251,8 @@ def _interrupt(signum, frame):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .run.finish import finish
-    from .run.train import Trainer
+    from .agents.base import agent_spec, load_callable
+    from .run.train import TrainOptions
 
     # SIGTERM (schedulers, preemption, `kill`) and SIGINT (even where a shell started us with it
     # ignored) stop training the way Ctrl-C does: flush the replay, save a checkpoint, exit.
@@ -211,47 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, resume = resolve_config(args)
     validate(cfg)
     print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
-    if cfg.agent == "vmc":
-        return train_vmc(cfg, resume, args)
-    if args.stage:
-        raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")
-    tty = sys.stderr.isatty()
-    trainer = Trainer(cfg, resume=resume, progress=not args.quiet and tty, status_lines=not args.quiet and not tty)
-    counters = trainer.train()
-    c = counters
-    print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
-    if not args.no_finish:
-        for path in finish(Path(cfg.logdir)):
-            print(f"wrote {path}")
-    return 0
-
-
-def train_vmc(cfg: Config, resume: bool, args: argparse.Namespace) -> int:
-    from .run.finish import finish
-    from .run.vmc import VMCTrainer
-
-    if not resume and args.stage not in (None, "collect"):
-        raise RunConfigError(
-            f"--stage {args.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
-            f"`--stage collect` (or no --stage to run them all), then `wm train --resume {cfg.logdir} --stage ...`"
-        )
-    # Flushed, so a log file of a background run shows each stage's progress as it happens.
-    echo = (lambda *a: None) if args.quiet else functools.partial(print, flush=True)
-    trainer = VMCTrainer(cfg, resume=resume, echo=echo)
-    if args.retrain and not (resume and args.stage):
-        raise RunConfigError("--retrain needs --resume RUN and the --stage to start over")
-    c = trainer.train((args.stage,) if args.stage else VMC_STAGES, retrain=args.retrain)
-    print(
-        f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
-        f"{c['generation']} CMA-ES generations"
-    )
-    times = [f"{k.split('/')[1]} {v / 60:.1f} min" for k, v in c.items() if k.startswith("seconds/")]
-    if times:
-        print("wall time per stage: " + ", ".join(times))
-    if not args.no_finish and c["rnn_steps"]:
-        for path in finish(Path(cfg.logdir)):
-            print(f"wrote {path}")
-    return 0
+    options = TrainOptions(quiet=args.quiet, finish=not args.no_finish, stage=args.stage, retrain=args.retrain)
+    return load_callable(agent_spec(cfg.agent).train)(cfg, resume, options)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -259,7 +270,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .run.runs import load_run
 
     result = evaluate(
-        load_run(args.run), episodes=args.episodes, video=args.video, seed=args.seed, mode=not args.sample
+        load_run(args.run, device=args.device),
+        episodes=args.episodes,
+        video=args.video,
+        seed=args.seed,
+        mode=not args.sample,
     )
     print(f"return {result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} episodes")
     print(f"wrote {Path(args.run) / 'eval.json'}" + (f" and {result['video']}" if "video" in result else ""))
@@ -271,7 +286,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     from .run.runs import load_run
 
     m = dream(
-        load_run(args.run),
+        load_run(args.run, device=args.device),
         context=args.context,
         horizon=args.horizon,
         episodes=args.episodes,
@@ -294,7 +309,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .run.runs import load_run
 
     r = plan_episodes(
-        load_run(args.run),
+        load_run(args.run, device=args.device),
         episodes=args.episodes,
         video=args.video,
         seed=args.seed,

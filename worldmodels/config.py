@@ -146,7 +146,6 @@ class VMCConfig:
     eval_every: int = _f(10, "generations between real-env evaluations of the controller (the CMA-ES mean)")
 
 
-AGENTS = ("dreamer", "pets", "mpc", "vmc")
 VMC_STAGES = ("collect", "vae", "mdnrnn", "controller")  # in the order they run
 # Training settings (not shapes) a stage restarted with `--retrain` may change, with every later stage's.
 VMC_RETRAINABLE = {
@@ -157,27 +156,20 @@ VMC_RETRAINABLE = {
         "population", "rollouts_per_candidate", "sigma0", "temperature", "dream_max_steps", "calibrate_done",
     ),
 }  # fmt: skip
-PLANNERS = ("auto", "cem", "mppi", "mcts")
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 CONTROLLERS = ("sequence", "linear")
-
-# Settings an agent changes from the Dreamer-tuned defaults unless given on the command line
-# (flat; dotted keys address a block). PETS fits its model from the first episode and plans 30
-# steps ahead, as Chua et al. 2018 do: it has no value function, and with 15 steps it left
-# Pendulum hanging from some starting states (-1500 against -340 with 30, same checkpoint).
-# Latent MPC bootstraps with the critic, so it plans over a short horizon, as TD-MPC2 does (3).
-AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dreamer": {},
-    "mpc": {"plan.horizon": 5},
-    "pets": {"prefill": 200, "eval_every": 1000, "log_every": 200, "checkpoint_every": 1000, "plan.horizon": 30},
-}
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 
 
 @dataclass
 class Config:
     """Everything a run needs; stored as ``config.json`` in the run folder."""
 
-    env: str = _f("CartPole-v1", "gymnasium id, or dmc:domain-task for dm_control")
+    env: str = _f(
+        "CartPole-v1",
+        "gymnasium id (module:Id imports the module first, as gymnasium.make does), or suite:task for a "
+        "registered suite (dmc:walker-walk for dm_control)",
+    )
     obs: str = _f("state", "observations the agent sees: state | pixels | both")
     size: str = _f("XXS", "model size preset: XXS | XS | S | M | L (sets model dims)")
     steps: int = _f(10_000, "environment steps to train for")
@@ -201,9 +193,16 @@ class Config:
     agent: str = _f(
         "dreamer",
         "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner) | "
-        "vmc (VAE + MDN-RNN + evolved controller)",
+        "vmc (VAE + MDN-RNN + evolved controller), or a registered plug-in agent",
+    )
+    family: str = _f(
+        "",
+        "world-model family the agent learns with (flag --model): rssm, or a registered one ('': the agent's "
+        "own: rssm for dreamer and mpc, ensemble for pets, vmc for vmc)",
     )
     planner: str = _f("auto", "pets and mpc: cem | mppi | mcts (auto: cem, or mcts for discrete actions)")
+    device: str = _f("auto", "where models run: auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
+    env_kwargs: str = _f("{}", "keyword arguments for the env's constructor, as JSON: '{\"continuous\": false}'")
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -218,10 +217,15 @@ class Config:
         return dataclasses.replace(cfg, model=model, **overrides)
 
     def describe(self) -> str:
-        """One line for titles and banners: env, agent, observations and (for RSSM agents) size."""
-        size = "" if self.agent in ("pets", "vmc") else f", size {self.size}"
-        obs = "frames" if self.agent == "vmc" else self.obs  # V/M/C always sees the env's own frames
-        return f"{self.env} ({self.agent}, {obs}{size})"
+        """One line for titles and banners: env, agent, observations and (for sized families) size."""
+        from .agents.base import agent_spec
+
+        spec = agent_spec(self.agent)
+        family = self.family or spec.default_family
+        size = f", size {self.size}" if family in SIZED_FAMILIES else ""
+        obs = spec.obs_label or self.obs  # V/M/C always sees the env's own frames
+        named = "" if family == spec.default_family else f" with {family}"
+        return f"{self.env} ({self.agent}{named}, {obs}{size})"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,6 +257,8 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 OBS_MODES = ("state", "pixels", "both")
+# Families whose dimensions come from the --size presets (the model block).
+SIZED_FAMILIES = ("rssm",)
 
 # The nested blocks of a Config: each becomes a flag group (--model.deter, --plan.horizon, ...).
 BLOCKS = {
@@ -276,7 +282,9 @@ def resolve(given: dict[str, Any]) -> Config:
 
     ``given`` is flat: ``{"env": ..., "plan.horizon": 5, "model.deter": 256}``.
     """
-    flat = {**AGENT_DEFAULTS.get(given.get("agent", "dreamer"), {}), **given}
+    from .agents.base import agent_spec
+
+    flat = {**agent_spec(given.get("agent", "dreamer")).defaults, **given}
     cfg = dataclasses.replace(Config(), **{k: v for k, v in flat.items() if "." not in k})
     blocks = {name: getattr(cfg, name) for name in BLOCKS}
     blocks["model"] = apply_size(cfg.model, cfg.size)
@@ -301,35 +309,53 @@ def validate(cfg: Config) -> None:
         )
     if cfg.envs < 1 or cfg.action_repeat < 1:
         raise ValueError("--envs and --action-repeat must be >= 1")
+    from .agents.base import agent_spec
+    from .registry import PLANNERS
+
+    spec = agent_spec(cfg.agent)  # an unknown agent names the registered ones
+    if cfg.planner != "auto":
+        PLANNERS.entry(cfg.planner)
     for flag, value, allowed in (
-        ("--agent", cfg.agent, AGENTS),
-        ("--planner", cfg.planner, PLANNERS),
         ("--plan.objective", cfg.plan.objective, OBJECTIVES),
         ("--plan.controller", cfg.plan.controller, CONTROLLERS),
     ):
         if value not in allowed:
             raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
-    if cfg.agent == "pets" and cfg.obs != "state":
-        raise ValueError(
-            "--agent pets models state vectors (--obs state); for pixels plan in a latent model: --agent mpc"
-        )
-    if cfg.agent == "mpc" and cfg.plan.objective in ("risk", "optimistic"):
-        raise ValueError(
-            f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
-            "the latent model's particles support mean and cvar"
-        )
-    if cfg.plan.controller == "linear" and cfg.agent != "pets":
-        raise ValueError(
-            "--plan.controller linear plans feedback gains on state vectors, which only --agent pets models; "
-            "leave --plan.controller at sequence"
-        )
-    if cfg.agent == "vmc":
-        validate_vmc(cfg)
+    spec.check_family(cfg)
+    check_device(cfg.device)
+    env_kwargs(cfg)
+    if spec.validate is not None:
+        spec.validate(cfg)
     if cfg.plan.particles < 1 or cfg.ensemble.members < 1:
         raise ValueError("--plan.particles and --ensemble.members must be >= 1")
 
 
+def validate_mpc(cfg: Config) -> None:
+    if cfg.plan.objective in ("risk", "optimistic"):
+        raise ValueError(
+            f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
+            "the latent model's particles support mean and cvar"
+        )
+    validate_dreamer(cfg)
+
+
+def validate_dreamer(cfg: Config) -> None:
+    if cfg.plan.controller == "linear":
+        raise ValueError(
+            "--plan.controller linear plans feedback gains on state vectors, which only --agent pets models; "
+            "leave --plan.controller at sequence"
+        )
+
+
+def validate_pets(cfg: Config) -> None:
+    if cfg.obs != "state":
+        raise ValueError(
+            "--agent pets models state vectors (--obs state); for pixels plan in a latent model: --agent mpc"
+        )
+
+
 def validate_vmc(cfg: Config) -> None:
+    validate_dreamer(cfg)
     v = cfg.vmc
     if cfg.model.image_size != 64:
         raise ValueError(
@@ -348,3 +374,41 @@ def validate_vmc(cfg: Config) -> None:
             raise ValueError(f"--vmc.{name.replace('_', '-')} must be >= 1, got {getattr(v, name)}")
     if v.population < 2 or v.rnn_seq < 2:
         raise ValueError("--vmc.population and --vmc.rnn-seq must be >= 2")
+
+
+def check_device(device: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA only where this machine has it."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device}: this machine has no CUDA device torch can use (torch {torch.__version__}, "
+            f"CUDA build: {torch.version.cuda or 'no'}). Use --device cpu, or install a CUDA build of torch "
+            "(see the README's install notes)"
+        )
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
+
+
+def resolve_device(device: str):
+    """The ``torch.device`` a run's models live on: ``auto`` is CUDA when available, else CPU."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
+    return torch.device(device)
+
+
+def env_kwargs(cfg: Config) -> dict[str, Any]:
+    """``--env-kwargs`` as a dict, or a clear error for what is not a JSON object."""
+    try:
+        kwargs = json.loads(cfg.env_kwargs or "{}")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": false}}': {err}") from err
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object (name: value), got {cfg.env_kwargs!r}")
+    return kwargs

@@ -4,44 +4,38 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
 from ..behavior.returns import ReturnScale, lambda_returns
-from ..config import DreamerConfig, ModelConfig
-from ..errors import NonFiniteLossError
-from ..models.rssm import LatentState
-from ..models.world_model import WorldModel
-from ..nn.layers import SparseFeat, time_slice
+from ..config import DreamerConfig, ModelConfig, validate_dreamer
+from ..models.base import WorldModelBase
 from ..specs import ActionSpec, ObsSpec
-
-
-def check_finite(terms: dict[str, Tensor]) -> None:
-    """Raise before an optimiser step if any loss term is NaN or infinite."""
-    for name, value in terms.items():
-        v = float(value.detach())
-        if not math.isfinite(v):
-            raise NonFiniteLossError(
-                f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
-                "rates or check the data for NaN/inf values (rewards, observations)."
-            )
+from .base import Agent, AgentSpec, build_world_model, check_finite, optimize
 
 
 class PolicyCarry(NamedTuple):
     """What the acting policy carries between environment steps."""
 
-    state: LatentState  # (B,) posterior after the last observation
+    state: Any  # (B,) the world model's state after the last observation
     action: Tensor  # (B, A) the action taken after it
 
 
-class Dreamer(nn.Module):
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on ``device`` (AMX on CPUs, tensor cores on GPUs), or nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+class Dreamer(Agent):
+    """Dreamer (DreamerV3): the world model learns from replay, the actor-critic only in its
+    imagination. Works with any family that gives features (``--model``), through the contract."""
+
     def __init__(
         self,
-        world_model: WorldModel,
+        world_model: WorldModelBase,
         action_spec: ActionSpec,
         *,
         units: int,
@@ -62,13 +56,12 @@ class Dreamer(nn.Module):
         return_decay: float,
         imag_bf16: bool = False,
         model_bf16: bool = False,
-        sparse_imagination: bool = True,
     ):
         super().__init__()
         self.world_model = world_model
         self.obs_spec = world_model.obs_spec
         self.action_spec = action_spec
-        feat, onehot = world_model.rssm.feat_dim, world_model.rssm.onehot
+        feat, onehot = world_model.feature_size, world_model.feature_onehot
         self.actor = Actor(
             feat, action_spec.dim, action_spec.discrete, units=units, layers=layers, unimix=unimix, onehot=onehot
         )
@@ -79,7 +72,6 @@ class Dreamer(nn.Module):
         self.model_clip, self.ac_clip = model_clip, ac_clip
         self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
         self.imag_bf16, self.model_bf16 = imag_bf16, model_bf16
-        self.sparse_imagination = sparse_imagination
         self._replay_shape = (16, 32)
         self.optimizers = {
             "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
@@ -96,10 +88,6 @@ class Dreamer(nn.Module):
         """Sequences the trainer samples per update: ``(batch, seq_len)``."""
         return self._replay_shape
 
-    @property
-    def replayed_per_update(self) -> int:
-        return self._replay_shape[0] * self._replay_shape[1]
-
     def parameter_counts(self) -> dict[str, int]:
         def count(m: nn.Module) -> int:
             return sum(p.numel() for p in m.parameters())
@@ -107,9 +95,9 @@ class Dreamer(nn.Module):
         return {"world_model": count(self.world_model), "actor": count(self.actor), "critic": count(self.critic)}
 
     def describe(self) -> str:
-        rssm, counts = self.world_model.rssm, self.parameter_counts()
+        counts = self.parameter_counts()
         return (
-            f"GRU {rssm.deter_dim}, latent {rssm.stoch_dim}x{rssm.classes}; parameters: world model "
+            f"{self.world_model.describe()}; parameters: world model "
             f"{counts['world_model']:,}, actor {counts['actor']:,}, critic {counts['critic']:,}"
         )
 
@@ -127,7 +115,7 @@ class Dreamer(nn.Module):
         action = self.actor.act(post.feat(), mode=mode)
         return action, PolicyCarry(post, action)
 
-    def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> LatentState:
+    def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> Any:
         """The latent state ``(B,)`` after this step's observation, filtered from the carry
         (anything with ``state`` and ``action``, e.g. :class:`PolicyCarry`)."""
         carry = self.initial_carry(is_first.shape[0]) if carry is None else carry
@@ -147,15 +135,14 @@ class Dreamer(nn.Module):
         assert set(losses) == set(scales), (sorted(losses), sorted(scales))
         terms = {k: v.mean() for k, v in losses.items()}
         model_loss = sum(scales[k] * v for k, v in terms.items())
-        check_finite(terms)
-        self._step("model", model_loss, self.world_model, self.model_clip)
+        optimize(self.optimizers["model"], model_loss, self.world_model.parameters(), clip=self.model_clip, check=terms)
 
-        start = posts.detach().map(lambda x: x.reshape(-1, *x.shape[2:]))  # (B*T, ...)
+        start = posts.map(lambda x: x.detach().reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
         ac_losses, ac_metrics = self._imagination_losses(start, start_cont)
-        check_finite(ac_losses)
-        self._step("critic", ac_losses["critic"], self.critic, self.ac_clip)
-        self._step("actor", ac_losses["actor"], self.actor, self.ac_clip)
+        check_finite(ac_losses)  # both, before either network changes
+        optimize(self.optimizers["critic"], ac_losses["critic"], self.critic.parameters(), clip=self.ac_clip, check={})
+        optimize(self.optimizers["actor"], ac_losses["actor"], self.actor.parameters(), clip=self.ac_clip, check={})
         self.slow_critic.update(self.critic, self.slow_fraction)
 
         out = {f"loss/{k}": v.item() for k, v in terms.items()}
@@ -164,22 +151,16 @@ class Dreamer(nn.Module):
         return out
 
     def _autocast(self, enabled: bool):
-        device = next(self.parameters()).device.type
-        return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+        return autocast(self.device, enabled)
 
-    def _imagination_losses(self, start: LatentState, start_cont: Tensor):
+    def _imagination_losses(self, start: Any, start_cont: Tensor):
         """Imagine ``horizon`` steps from every start state ``(N,)``; actor and critic losses."""
         wm = self.world_model
         with torch.no_grad(), self._autocast(self.imag_bf16):
             policy = functools.partial(self.actor.act, clip=False)
-            if self.sparse_imagination:
-                feat, actions = wm.rssm.imagine_sparse(start, policy, self.horizon)  # (N, H+1, .)
-                feat = SparseFeat(feat.dense.float(), feat.index)
-            else:  # the same rollout with dense one-hot features (for comparison)
-                states, actions = wm.imagine(start, lambda s: policy(s.feat()), self.horizon)
-                traj = LatentState(*(torch.cat([a.unsqueeze(1), b], 1) for a, b in zip(start, states)))
-                feat = traj.feat().float()
-            heads = wm.predict(time_slice(feat, slice(1, None)), decode_obs=False)
+            feat, actions = wm.imagine_features(start, policy, self.horizon)  # (N, H+1, .)
+            feat = feat.float()
+            heads = wm.predict(feat[:, 1:], decode_obs=False)
             # Bootstrap and baseline from the slow critic, as DreamerV3 does (slowtar): steadier
             # targets than the critic that is being fitted to them.
             value = self.slow_critic(feat).mean()  # (N, H+1)
@@ -203,42 +184,23 @@ class Dreamer(nn.Module):
                 slow_reg=self.slow_reg,
             )
 
-    def _step(self, name: str, loss: Tensor, module: nn.Module, clip: float) -> None:
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-        opt.step()
-
-    # ----------------------------------------------------------- checkpoints
-    def optimizer_state(self) -> dict:
-        return {k: opt.state_dict() for k, opt in self.optimizers.items()}
-
-    def load_optimizer_state(self, state: dict) -> None:
-        for k, opt in self.optimizers.items():
-            opt.load_state_dict(state[k])
-
 
 def make_dreamer(
-    obs_spec: ObsSpec, action_spec: ActionSpec, model: ModelConfig, agent: DreamerConfig, cls: type = None
+    obs_spec: ObsSpec,
+    action_spec: ActionSpec,
+    model: ModelConfig,
+    agent: DreamerConfig,
+    cls: type = None,
+    world_model: WorldModelBase | None = None,
 ) -> Dreamer:
-    """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks."""
-    wm = WorldModel(
-        obs_spec,
-        action_spec.dim,
-        deter=model.deter,
-        stoch=model.stoch,
-        classes=model.classes,
-        units=model.units,
-        layers=model.layers,
-        cnn_depth=model.cnn_depth,
-        image_size=model.image_size,
-        unimix=model.unimix,
-        free_nats=model.free_nats,
-        kl_dyn=model.kl_dyn,
-        kl_rep=model.kl_rep,
-        bins=model.bins,
-    )
+    """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks;
+    the world model is the RSSM of ``model`` unless one is given."""
+    if world_model is None:
+        from ..config import Config
+        from ..models.world_model import make_rssm
+
+        world_model = make_rssm(obs_spec, action_spec, Config(model=model, dreamer=agent))
+    wm = world_model
     return (cls or Dreamer)(
         wm,
         action_spec,
@@ -260,5 +222,14 @@ def make_dreamer(
         return_decay=agent.return_decay,
         imag_bf16=agent.imag_bf16,
         model_bf16=model.bf16,
-        sparse_imagination=agent.sparse_imagination,
     )
+
+
+def build_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> Dreamer:
+    wm = build_world_model(cfg, obs_spec, action_spec)
+    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm)
+    agent.configure_replay(cfg.batch, cfg.seq_len)
+    return agent
+
+
+SPEC = AgentSpec(build=build_dreamer, default_family="rssm", validate=validate_dreamer, plans_with="mpc")

@@ -9,25 +9,23 @@ the actor as pUCT prior and the critic at the leaves (MuZero-style).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..config import Config
-from ..models.rssm import LatentState
-from ..nn.layers import time_slice
-from ..planning import MCTS
+from ..config import Config, validate_mpc
 from ..planning.objectives import discounted_return, summarize
 from ..specs import ActionSpec, ObsSpec
+from .base import AgentSpec, build_world_model
 from .dreamer import Dreamer, make_dreamer
-from .planners import build_planner, plan_first_action
+from .planners import build_planner, is_tree_search, on_device, plan_first_action
 
 
 class MPCCarry(NamedTuple):
     """The acting state of :class:`PolicyCarry` plus each env's warm-start plan (None after a reset)."""
 
-    state: LatentState
+    state: Any
     action: Tensor
     plans: list[Tensor | None]
 
@@ -52,35 +50,34 @@ class LatentMPC(Dreamer):
         return f"{super().describe()}; planner {type(self.planner).__name__}"
 
     # ------------------------------------------------------------ objective
-    def objective(self, start: LatentState):
+    def objective(self, start: Any):
         """Scores of action sequences ``(N, H, A)`` from one posterior ``start (1,)``.
 
-        Rolls out with class indices and gather-based heads (``imagine_sparse``), the same fast
-        path as actor-critic training.
+        Rolls out with the world model's ``imagine_features``, the same fast path as
+        actor-critic training.
         """
         wm, m = self.world_model, self.particles
 
         def score(actions: Tensor) -> Tensor:
             n, horizon = actions.shape[:2]
             rows = start.map(lambda x: x.expand(n * m, *x.shape[1:]))
-            steps = iter(actions.repeat_interleave(m, 0).unbind(1))
             with self._autocast(self.plan_bf16):
-                feat, _ = wm.rssm.imagine_sparse(rows, lambda f: next(steps), horizon)
-                heads = wm.predict(time_slice(feat, slice(1, None)), decode_obs=False)
-                value = self.slow_critic(time_slice(feat, slice(horizon, None))).mean()[:, 0]
+                feat, _ = wm.imagine_features(rows, actions.repeat_interleave(m, 0))
+                heads = wm.predict(feat[:, 1:], decode_obs=False)
+                value = self.slow_critic(feat[:, horizon:]).mean()[:, 0]
             returns = discounted_return(heads["reward"].float(), heads["cont"].float(), self.discount, value.float())
             return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
 
-        return score
+        return on_device(score, self.device)
 
-    def proposals(self, start: LatentState) -> Tensor | None:
+    def proposals(self, start: Any) -> Tensor | None:
         """The actor's own imagined action sequences, offered to the planner as candidates."""
         if self.policy_samples < 1:
             return None
         rows = start.map(lambda x: x.expand(self.policy_samples, *x.shape[1:]))
         with self._autocast(self.plan_bf16):
-            _, actions = self.world_model.rssm.imagine_sparse(rows, self.actor.act, self.planner.horizon)
-        return actions.float()
+            _, actions = self.world_model.imagine_features(rows, self.actor.act, self.planner.horizon)
+        return actions.float().cpu()  # planners sample on the CPU
 
     # --------------------------------------------------------------- acting
     @torch.no_grad()
@@ -93,36 +90,38 @@ class LatentMPC(Dreamer):
         actions, new_plans = [], []
         for i in range(batch):
             start = post.map(lambda x, i=i: x[i : i + 1])
-            if isinstance(self.planner, MCTS):
+            if is_tree_search(self.planner):
                 actions.append(self._search(start, explore=not mode))
                 new_plans.append(None)
                 continue
             warm = None if bool(is_first[i]) else plans[i]
             action, plan = plan_first_action(self.planner, self.objective(start), warm, self.proposals(start))
-            actions.append(action)
+            actions.append(action.to(self.device))
             new_plans.append(plan)
         action = torch.stack(actions)
         return action, MPCCarry(post, action, new_plans)
 
-    def _search(self, start: LatentState, explore: bool) -> Tensor:
-        wm, eye = self.world_model, torch.eye(self.action_spec.dim)
+    def _search(self, start: Any, explore: bool) -> Tensor:
+        wm, eye = self.world_model, torch.eye(self.action_spec.dim, device=self.device)
 
-        def step(state: LatentState, a: int):
-            nxt = wm.rssm.img_step(state, eye[a : a + 1], sample=False)  # the prior's mode: a deterministic tree
-            heads = wm.predict(nxt.feat(), decode_obs=False)
+        def step(state: Any, a: int):
+            nxt = wm.advance(state, eye[a : a + 1])  # the most likely next state: a deterministic tree
+            heads = wm.predict(wm.features(nxt), decode_obs=False)
             return nxt, float(heads["reward"]), float(heads["cont"])
 
-        def value(state: LatentState) -> float:
-            return float(self.slow_critic(state.feat()).mean())
+        def value(state: Any) -> float:
+            return float(self.slow_critic(wm.features(state)).mean())
 
-        def prior(state: LatentState) -> Tensor:
-            return self.actor.probs(state.feat())[0]
+        def prior(state: Any) -> Tensor:
+            return self.actor.probs(wm.features(state))[0]
 
         return eye[self.planner.choose(start, step, value, prior, explore=explore)]
 
 
 def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentMPC:
-    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC)
+    wm = build_world_model(cfg, obs_spec, action_spec)
+    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC, world_model=wm)
+    agent.configure_replay(cfg.batch, cfg.seq_len)
     p = cfg.plan
     return agent.setup_planning(
         build_planner(cfg.planner, action_spec, p),
@@ -133,3 +132,9 @@ def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentM
         policy_samples=p.policy_samples,
         bf16=p.bf16,
     )
+
+
+# Latent MPC bootstraps with the critic, so it plans over a short horizon, as TD-MPC2 does (3).
+SPEC = AgentSpec(
+    build=make_mpc, default_family="rssm", defaults={"plan.horizon": 5}, validate=validate_mpc, plans_with="mpc"
+)

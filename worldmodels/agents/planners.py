@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import Tensor
 
 from ..config import PlanConfig
 from ..errors import PlannerConfigError
-from ..planning import MCTS, ShootingPlanner, make_planner
 from ..planning.feedback import GAIN_LIMIT, LinearFeedback
+from ..planning.shooting import ShootingPlanner
+from ..registry import PLANNERS
 from ..specs import ActionSpec
 
 
@@ -15,58 +19,54 @@ def resolve_planner(name: str, action_spec: ActionSpec) -> str:
     """``auto`` becomes mcts for discrete actions and cem otherwise; mismatches are errors."""
     if name == "auto":
         return "mcts" if action_spec.discrete else "cem"
-    if name == "mcts" and not action_spec.discrete:
+    discrete = PLANNERS.meta(name).get("discrete", False)  # an unknown name lists the registered ones
+    if discrete and not action_spec.discrete:
         raise PlannerConfigError(
-            f"--planner mcts searches over discrete actions, but this env's actions are continuous "
-            f"({action_spec.dim}-dimensional); use --planner cem or mppi"
+            f"--planner {name} searches over discrete actions, but this env's actions are continuous "
+            f"({action_spec.dim}-dimensional); use one of {', '.join(_planners(False))}"
         )
-    if name in ("cem", "mppi") and action_spec.discrete:
+    if not discrete and action_spec.discrete:
         raise PlannerConfigError(
             f"--planner {name} optimises continuous action sequences, but this env has {action_spec.dim} "
-            "discrete actions; use --planner mcts"
+            f"discrete actions; use one of {', '.join(_planners(True))}"
         )
     return name
 
 
-def build_planner(
-    name: str, action_spec: ActionSpec, plan: PlanConfig, feedback: LinearFeedback | None = None
-) -> ShootingPlanner | MCTS:
-    """The planner of ``plan``; with a ``feedback`` law it searches that law's parameters (a
-    one-step "plan" of ``feedback.size`` numbers within +-``GAIN_LIMIT``) instead of actions."""
+def _planners(discrete: bool) -> list[str]:
+    return [n for n in PLANNERS.names() if PLANNERS.meta(n).get("discrete", False) == discrete]
+
+
+def is_tree_search(planner) -> bool:
+    """Whether ``planner`` searches discrete actions with step/value callables (MCTS's interface)
+    rather than optimising action sequences against an objective."""
+    return hasattr(planner, "choose")
+
+
+def build_planner(name: str, action_spec: ActionSpec, plan: PlanConfig, feedback: LinearFeedback | None = None):
+    """The registered planner ``name`` built from ``plan``; with a ``feedback`` law it searches
+    that law's parameters (a one-step "plan" of ``feedback.size`` numbers within
+    +-``GAIN_LIMIT``) instead of actions."""
     name = resolve_planner(name, action_spec)
-    if feedback is not None and name == "mcts":
-        raise PlannerConfigError(
-            "--plan.controller linear gives continuous actions, but this env's actions are discrete "
-            "(planned by MCTS); leave --plan.controller at sequence"
-        )
-    if name == "mcts":
-        return MCTS(
-            action_spec.dim,
-            simulations=plan.simulations,
-            discount=plan.discount,
-            c_puct=plan.c_puct,
-            dirichlet_alpha=plan.dirichlet_alpha,
-            root_noise=plan.root_noise,
-        )
-    dim, shape = action_spec.dim, {}
-    if feedback is not None:
-        dim, shape = feedback.size, dict(low=-GAIN_LIMIT, high=GAIN_LIMIT)
-    common = dict(
-        horizon=1 if feedback is not None else plan.horizon,
-        **shape,
-        population=plan.population,
-        iterations=plan.iterations,
-        init_std=plan.init_std,
-        min_std=plan.min_std,
-    )
-    if name == "cem":
-        if plan.elites > plan.population:
+    cls = PLANNERS.get(name)
+    if PLANNERS.meta(name).get("discrete", False):
+        if feedback is not None:
             raise PlannerConfigError(
-                f"--plan.elites {plan.elites} exceeds --plan.population {plan.population}; "
-                f"elites are chosen from the population, so use at most {plan.population}"
+                "--plan.controller linear gives continuous actions, but this env's actions are discrete "
+                f"(planned by {name}); leave --plan.controller at sequence"
             )
-        return make_planner("cem", dim, elites=plan.elites, momentum=plan.momentum, **common)
-    return make_planner("mppi", dim, temperature=plan.temperature, **common)
+        return cls.from_config(action_spec.dim, plan)
+    if feedback is not None:
+        return cls.from_config(feedback.size, plan, horizon=1, low=-GAIN_LIMIT, high=GAIN_LIMIT)
+    return cls.from_config(action_spec.dim, plan, horizon=plan.horizon)
+
+
+def on_device(score: Callable[[Tensor], Tensor], device: torch.device) -> Callable[[Tensor], Tensor]:
+    """An objective over the model's ``device`` as planners see it: they sample and refit on the
+    CPU (small tensors), so candidates go to the model and scores come back."""
+    if device.type == "cpu":
+        return score
+    return lambda actions: score(actions.to(device)).cpu()
 
 
 def plan_first_action(

@@ -12,12 +12,14 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..config import Config
+from ..config import Config, validate_vmc
 from ..models.mdnrnn import MDNRNN, Memory
 from ..models.vae import ConvVAE
+from ..models.vision_memory import VisionMemory
 from ..specs import IMAGE, ActionSpec, ObsSpec
+from .base import Agent, AgentSpec, build_world_model
 
 
 class ControllerShape(NamedTuple):
@@ -70,22 +72,34 @@ class VMCCarry(NamedTuple):
     memory: Memory  # (h, c), each (1, B, units)
 
 
-class VMC(nn.Module):
-    def __init__(
-        self,
-        obs_spec: ObsSpec,
-        action_spec: ActionSpec,
-        *,
-        vae: ConvVAE,
-        mdnrnn: MDNRNN,
-        hidden: int = 0,
-        cell: bool = False,
-    ):
+class VMC(Agent):
+    """V and M (the ``vmc`` family) and a controller evolved by CMA-ES. The staged pipeline of
+    ``run/vmc.py`` trains it; :meth:`train_step` is not how it learns."""
+
+    def __init__(self, world_model: VisionMemory, action_spec: ActionSpec, *, hidden: int = 0, cell: bool = False):
         super().__init__()
-        self.obs_spec, self.action_spec = obs_spec, action_spec
-        self.vae, self.mdnrnn, self.cell = vae, mdnrnn, cell
-        self.shape = ControllerShape(feature_size(vae.z, mdnrnn.units, cell), hidden, action_spec.dim)
+        self.obs_spec, self.action_spec = world_model.obs_spec, action_spec
+        self.world_model, self.cell = world_model, cell
+        self.optimizers = {}
+        self.shape = ControllerShape(feature_size(self.vae.z, self.mdnrnn.units, cell), hidden, action_spec.dim)
         self.register_buffer("controller", torch.zeros(self.shape.size))
+        # Checkpoints written before V and M sat behind the world-model contract named them vae.*, mdnrnn.*.
+        self._register_load_state_dict_pre_hook(_old_keys)
+
+    @property
+    def vae(self) -> ConvVAE:
+        return self.world_model.vae
+
+    @property
+    def mdnrnn(self) -> MDNRNN:
+        return self.world_model.mdnrnn
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        return (self.world_model.vae.z, 1)  # not used: the stages sample their own batches
+
+    def train_step(self, batch):
+        raise TypeError("the V/M/C agent trains in stages (wm train --agent vmc), not by train_step")
 
     def describe(self) -> str:
         c = self.parameter_counts()
@@ -119,13 +133,23 @@ class VMC(nn.Module):
         return action, VMCCarry(memory)
 
 
+def _old_keys(state_dict, prefix, *args) -> None:
+    for key in [k for k in state_dict if k.startswith((prefix + "vae.", prefix + "mdnrnn."))]:
+        state_dict[prefix + "world_model." + key[len(prefix) :]] = state_dict.pop(key)
+
+
 def make_vmc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> VMC:
-    if obs_spec.image is None:
-        raise ValueError(
-            f"--agent vmc sees frames, and {cfg.env} with --obs {cfg.obs} gives none: use --obs pixels "
-            "(envs whose observation is an image, like CarRacing-v3 or VizDoom, give frames with --obs state)"
-        )
-    v = cfg.vmc
-    vae = ConvVAE(obs_spec.image[-1], z=v.z, depth=v.vae_depth, kl_tolerance=v.kl_tolerance)
-    rnn = MDNRNN(v.z, action_spec.dim, units=v.rnn_units, mixtures=v.mixtures, done_weight=v.done_weight)
-    return VMC(obs_spec, action_spec, vae=vae, mdnrnn=rnn, hidden=v.controller_hidden, cell=v.controller_cell)
+    wm = build_world_model(cfg, obs_spec, action_spec)
+    return VMC(wm, action_spec, hidden=cfg.vmc.controller_hidden, cell=cfg.vmc.controller_cell)
+
+
+SPEC = AgentSpec(
+    build=make_vmc,
+    default_family="vmc",
+    families=("vmc",),
+    validate=validate_vmc,
+    train="worldmodels.run.vmc:train_vmc",
+    curve="stages",
+    no_plan="its controller acts without planning",
+    obs_label="frames",
+)

@@ -174,6 +174,15 @@ class ReplayStore:
                 out[k].append(ring.data[k][idx])
         return {k: np.stack(v) for k, v in out.items()}
 
+    def stream_steps(self, keys: tuple[str, ...] | None = None):
+        """Each non-empty stream's stored steps in order, oldest first: ``{key: (n, ...)}`` per
+        stream (copies; ``keys`` picks which arrays, default all)."""
+        for ring in self.rings:
+            if ring.size == 0:
+                continue
+            idx = ring.indices(0, ring.size)
+            yield {k: ring.data[k][idx] for k in (keys or ring.data)}
+
     def bytes_per_step(self) -> int:
         ring = next((r for r in self.rings if r.data), None)
         if ring is None:

@@ -16,9 +16,13 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..specs import VECTOR, ActionSpec, ObsSpec
+from .base import DECODES, UNCERTAINTY, WorldModelBase
 
 
 class EnsembleLinear(nn.Module):
@@ -98,7 +102,23 @@ class Rollout(NamedTuple):
     states: Tensor  # (N, K, M, H, D) predicted next observations
 
 
-class GaussianEnsemble(nn.Module):
+class EnsembleState(NamedTuple):
+    """The ensemble is Markov: its state is the observation, with what it predicted on arriving there."""
+
+    obs: Tensor  # (..., D)
+    reward: Tensor  # (...) expected reward of the step that arrived here (0 at an episode start)
+    cont: Tensor  # (...) probability the episode goes on from here
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> EnsembleState:
+        return EnsembleState(*(fn(x) for x in self))
+
+
+class GaussianEnsemble(WorldModelBase):
+    """Behind the world-model contract a batch row ``b`` follows member ``b % K`` for its whole
+    imagined rollout (TS-inf); planning uses the faster :meth:`rollout` instead."""
+
+    capabilities = frozenset({DECODES, UNCERTAINTY})
+
     def __init__(
         self,
         obs_dim: int,
@@ -112,6 +132,7 @@ class GaussianEnsemble(nn.Module):
     ):
         super().__init__()
         self.obs_dim, self.action_dim, self.members = obs_dim, action_dim, members
+        self.obs_spec = ObsSpec(vector=obs_dim)
         out = obs_dim + 1
         dims = [obs_dim + action_dim] + [units] * layers
         self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
@@ -138,20 +159,135 @@ class GaussianEnsemble(nn.Module):
         logvar = hi - F.softplus(hi - raw)
         return lo + F.softplus(logvar - lo)
 
-    def loss(
-        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, mask: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Gaussian NLL (+ terminal BCE) for member-wise batches ``(K, B, ...)``; ``mask`` drops invalid rows."""
+    def _terms(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor):
+        """Unreduced Gaussian NLL and terminal BCE of transitions ``(K, B, ...)`` -> ``(K, B)`` each."""
         target = self.targets.normalize(torch.cat([next_obs - obs, reward[..., None]], -1))
         pred = self(obs, action)
         nll = 0.5 * (((pred.mean - target) ** 2) * torch.exp(-pred.logvar) + pred.logvar).mean(-1)
         bce = F.binary_cross_entropy_with_logits(pred.terminal_logit, terminal.float(), reduction="none")
+        return nll, bce, pred, target
+
+    def transition_loss(
+        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, mask: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Gaussian NLL (+ terminal BCE) for member-wise batches ``(K, B, ...)``; ``mask`` drops invalid rows."""
+        nll, bce, pred, target = self._terms(obs, action, reward, next_obs, terminal)
         weight = mask.float() / mask.float().sum(-1, keepdim=True).clamp_min(1)
         nll, bce = (nll * weight).sum(-1).sum(), (bce * weight).sum(-1).sum()
         # Keeps the learned log-variance limits tight (PETS).
         bound = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
         mse = (((pred.mean - target) ** 2).mean(-1) * weight).sum(-1).mean()
         return nll + bce + bound, {"nll": nll / self.members, "terminal": bce / self.members, "mse": mse}
+
+    # ------------------------------------------------------- the contract
+    @property
+    def loss_scales(self) -> dict[str, float]:
+        return {"nll": 1.0, "terminal": 1.0}
+
+    def describe(self) -> str:
+        return f"{self.members} Gaussian MLPs of {len(self.hidden)}x{self.hidden[0].weight.shape[-1]} units"
+
+    def _member_rows(self, x: Tensor) -> Tensor:
+        """``(K, B, ...)`` predictions of every member -> ``(B, ...)``, row b from member ``b % K``."""
+        rows = torch.arange(x.shape[1], device=x.device)
+        return x[rows % self.members, rows]
+
+    def _all_members(self, x: Tensor) -> Tensor:
+        return x.expand(self.members, *x.shape)
+
+    def initial(self, batch: int) -> EnsembleState:
+        p = self.head.weight
+        return EnsembleState(p.new_zeros(batch, self.obs_dim), p.new_zeros(batch), p.new_ones(batch))
+
+    def observe(self, state, obs: dict[str, Tensor], prev_action: Tensor, is_first: Tensor) -> EnsembleState:
+        """The real states ``(B, T, D)``, each with the reward and continue probability the
+        members (averaged) predicted for the step that led to it."""
+        x = obs[VECTOR].float()
+        state = self.initial(x.shape[0]) if state is None else state
+        before = torch.cat([state.obs[:, None], x[:, :-1]], 1)  # (B, T, D) the state each step left
+        pred = self(self._all_members(before), self._all_members(prev_action.float()))
+        reward = self.targets.denormalize(pred.mean)[..., -1].mean(0)
+        cont = (1 - torch.sigmoid(pred.terminal_logit)).mean(0)
+        first = is_first.bool()
+        return EnsembleState(x, reward.masked_fill(first, 0.0), cont.masked_fill(first, 1.0))
+
+    def imagine(self, state: EnsembleState, policy_or_actions, horizon: int | None = None, sample: bool = True):
+        """Trajectory sampling from ``state (B,)``: row ``b`` keeps member ``b % K``."""
+        given = isinstance(policy_or_actions, Tensor)
+        if given:
+            horizon = policy_or_actions.shape[1] if horizon is None else horizon
+        elif horizon is None:
+            raise ValueError("imagine with a policy needs a horizon")
+        states, taken = [], []
+        for k in range(horizon):
+            action = policy_or_actions[:, k] if given else policy_or_actions(state)
+            nxt, reward, cont = self.step(
+                self._all_members(state.obs), self._all_members(action.float()), sample=sample
+            )
+            state = EnsembleState(self._member_rows(nxt), self._member_rows(reward), self._member_rows(cont))
+            states.append(state)
+            taken.append(action)
+        return EnsembleState(*(torch.stack(x, 1) for x in zip(*states))), torch.stack(taken, 1)
+
+    def advance(self, state: EnsembleState, action: Tensor) -> EnsembleState:
+        """The contract's deterministic step: the members' mean prediction."""
+        nxt, reward, cont = self.step(self._all_members(state.obs), self._all_members(action.float()), sample=False)
+        return EnsembleState(nxt.mean(0), reward.mean(0), cont.mean(0))
+
+    def features(self, states: EnsembleState) -> EnsembleState:
+        return states
+
+    def predict(self, feat: EnsembleState, decode_obs: bool = True) -> dict[str, Tensor]:
+        out = {"reward": feat.reward, "cont": feat.cont}
+        return {VECTOR: feat.obs, **out} if decode_obs else out
+
+    def loss(self, batch: dict[str, Tensor]):
+        """Unreduced ``(B, T)`` NLL and terminal terms of each step's transition from the step
+        before it (0 at t=0 and at episode starts); row ``b`` trains member ``b % K``. PETS
+        itself trains on independent bootstrap batches per member (:meth:`transition_loss`)."""
+        x, action = batch[VECTOR].float(), batch["action"].float()
+        nll, bce, _, _ = self._terms(
+            self._all_members(x[:, :-1]),
+            self._all_members(action[:, :-1]),
+            self._all_members(batch["reward"][:, 1:].float()),
+            self._all_members(x[:, 1:]),
+            self._all_members(batch["is_terminal"][:, 1:]),
+        )  # (K, B, T-1)
+        valid = (~batch["is_first"][:, 1:].bool()).float()
+        pad = x.new_zeros(x.shape[0], 1)
+        terms = {k: torch.cat([pad, self._member_rows(v) * valid], 1) for k, v in (("nll", nll), ("terminal", bce))}
+        states = EnsembleState(x, pad.expand(-1, x.shape[1]).clone(), torch.ones_like(pad).expand(-1, x.shape[1]))
+        return terms, states, {}
+
+    @torch.no_grad()
+    def open_loop(self, steps, context: int, horizon: int, *, temperature: float = 1.0, particles: int = 8):
+        """Trajectory sampling from the last context state under the episode's actions.
+
+        The ensemble is Markov, so the context steps are the real states themselves. Returns the
+        particles' mean ``vector``, their ``std`` (aleatoric and epistemic), and ``disagreement``:
+        the spread of the members' mean predictions (epistemic alone), averaged over dimensions.
+        """
+        device = self.device
+        H = min(horizon, len(steps["reward"]) - context)
+        real = torch.as_tensor(steps[VECTOR]).float().to(device)
+        actions = torch.as_tensor(steps["action"]).float().to(device)[context - 1 : context - 1 + H]
+        roll = self.rollout(real[context - 1], actions[None], particles_per_member=particles)
+        states = roll.states[0]  # (K, M, H, D)
+        mean, std = states.mean((0, 1)), states.std((0, 1), unbiased=False)
+        member_spread = states.mean(1).std(0, unbiased=False).mean(-1)  # (H,)
+        zeros = torch.zeros(context, real.shape[1], device=device)
+        out = {
+            VECTOR: torch.cat([real[:context], mean]),
+            "std": torch.cat([zeros, std]),
+            "disagreement": torch.cat([zeros[:, 0], member_spread]),
+        }
+        return {k: v.cpu().numpy() for k, v in out.items()}
+
+    def uncertainty(self, steps) -> np.ndarray:
+        """One-step disagreement of the members at every real (state, action) of an episode."""
+        obs = torch.as_tensor(steps[VECTOR][:-1]).float().to(self.device)
+        act = torch.as_tensor(steps["action"][:-1]).float().to(self.device)
+        return self.disagreement(obs, act).cpu().numpy()
 
     # ------------------------------------------------------------- predict
     def step(
@@ -281,3 +417,11 @@ class GaussianEnsemble(nn.Module):
         next-state mean, in units of the target spread, averaged over dimensions."""
         pred = self(obs.float().expand(self.members, -1, -1), action.float().expand(self.members, -1, -1))
         return pred.mean[..., :-1].var(0, unbiased=False).mean(-1)
+
+
+def make_ensemble(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> GaussianEnsemble:
+    """The ``ensemble`` family from a run config (the ``ensemble`` block); state vectors only."""
+    if obs_spec.vector is None or obs_spec.image is not None:
+        raise ValueError("the ensemble models state vectors: use --obs state (for pixels: --agent mpc)")
+    e = cfg.ensemble
+    return GaussianEnsemble(obs_spec.vector, action_spec.dim, members=e.members, units=e.units, layers=e.layers)

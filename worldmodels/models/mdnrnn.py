@@ -45,7 +45,7 @@ class MDNRNN(nn.Module):
         self.head = nn.Linear(units, 3 * z * mixtures + 2)
 
     def initial(self, batch: int) -> Memory:
-        zeros = torch.zeros(1, batch, self.units)
+        zeros = self.head.weight.new_zeros(1, batch, self.units)
         return zeros, zeros.clone()
 
     def heads(self, h: Tensor) -> MDNOutput:
@@ -71,15 +71,18 @@ class MDNRNN(nn.Module):
         """Teacher-forced loss on ``(B, T)`` steps: mixture NLL per latent dimension (averaged, as
         the paper does), done BCE with deaths weighted ``done_weight`` times, and reward MSE;
         ``mask`` drops steps across episode boundaries."""
+        w = mask.float() / mask.float().sum().clamp_min(1)
+        terms = {k: (v * w).sum() for k, v in self.terms(z, action, next_z, reward, done).items()}
+        return terms["nll"] + terms["done"] + terms["reward"], {k: v.detach() for k, v in terms.items()}
+
+    def terms(self, z: Tensor, action: Tensor, next_z: Tensor, reward: Tensor, done: Tensor) -> dict[str, Tensor]:
+        """Unreduced ``(B, T)`` teacher-forced terms: mixture NLL per latent dimension, weighted
+        done BCE, reward squared error."""
         out, _, _ = self(z, action)
         nll = -mdn_log_prob(out.logit_pi, out.mu, out.log_sigma, next_z).mean(-1)
-        bce = F.binary_cross_entropy_with_logits(
-            out.done_logit, done.float(), reduction="none", pos_weight=torch.tensor(self.done_weight)
-        )
-        mse = (out.reward - reward).square()
-        w = mask.float() / mask.float().sum().clamp_min(1)
-        terms = {"nll": (nll * w).sum(), "done": (bce * w).sum(), "reward": (mse * w).sum()}
-        return terms["nll"] + terms["done"] + terms["reward"], {k: v.detach() for k, v in terms.items()}
+        pos_weight = torch.tensor(self.done_weight, device=z.device)
+        bce = F.binary_cross_entropy_with_logits(out.done_logit, done.float(), reduction="none", pos_weight=pos_weight)
+        return {"nll": nll, "done": bce, "reward": (out.reward - reward).square()}
 
     @staticmethod
     def sample(

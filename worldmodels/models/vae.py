@@ -69,15 +69,19 @@ class ConvVAE(nn.Module):
         x = torch.sigmoid(self.decoder(x)).permute(0, 2, 3, 1)
         return x.reshape(*lead, *x.shape[1:])
 
-    def loss(self, frames: Tensor, generator=None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-image ELBO terms on uint8 frames ``(N, 64, 64, C)``: summed squared error + KL."""
+    def terms(self, frames: Tensor, generator=None) -> dict[str, Tensor]:
+        """Unreduced ELBO terms per image of uint8 frames ``(N, 64, 64, C)``: summed squared error,
+        and the KL to N(0, I) not pushed below ``kl_tolerance * z`` nats; each ``(N,)``."""
         post = self.encode(frames)
         recon = self.decode(post.sample(generator))
         target = self.to_input(frames).permute(0, 2, 3, 1)
-        rec = (recon - target).square().sum((1, 2, 3)).mean()
         kl = 0.5 * (post.mean.square() + post.logvar.exp() - 1 - post.logvar).sum(-1)
-        kl = kl.clamp_min(self.kl_tolerance * self.z).mean()
-        return rec + kl, {"recon": rec.detach(), "kl": kl.detach()}
+        return {"recon": (recon - target).square().sum((1, 2, 3)), "kl": kl.clamp_min(self.kl_tolerance * self.z)}
+
+    def loss(self, frames: Tensor, generator=None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The mean ELBO terms of :meth:`terms`, summed, and each of them."""
+        terms = {k: v.mean() for k, v in self.terms(frames, generator).items()}
+        return terms["recon"] + terms["kl"], {k: v.detach() for k, v in terms.items()}
 
 
 def reconstruction_grid(vae: ConvVAE, frames: Tensor) -> Tensor:

@@ -1,13 +1,17 @@
-"""The world model: encoders, RSSM, decoders, reward and continue heads, behind four verbs.
+"""The RSSM world model (family ``rssm``): encoders, RSSM, decoders, reward and continue heads.
 
 ``observe`` filters real sequences into latent states, ``imagine`` rolls forward without the
-environment, ``predict`` decodes features, and ``loss`` returns unreduced ``[B, T]`` terms.
+environment, ``predict`` decodes features, and ``loss`` returns unreduced ``[B, T]`` terms (the
+contract of ``models/base.py``). ``imagine_features`` is the fast path of actor-critic training
+and latent planning: the latent is carried as class indices (:class:`SparseFeat`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..nn.dists import (
     TwoHotSymlog,
@@ -18,11 +22,14 @@ from ..nn.dists import (
     symlog_bins,
 )
 from ..nn.layers import MLP, ConvDecoder, ConvEncoder, SparseFeat
-from ..specs import IMAGE, VECTOR, ObsSpec
+from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
+from .base import DECODES, FEATURES, WorldModelBase, prev_actions
 from .rssm import RSSM, LatentState, Policy
 
 
-class WorldModel(nn.Module):
+class WorldModel(WorldModelBase):
+    capabilities = frozenset({FEATURES, DECODES})
+
     def __init__(
         self,
         obs_spec: ObsSpec,
@@ -40,8 +47,10 @@ class WorldModel(nn.Module):
         kl_dyn: float,
         kl_rep: float,
         bins: int,
+        sparse_imagination: bool = True,
     ):
         super().__init__()
+        self.sparse_imagination = sparse_imagination
         if not obs_spec.keys():
             raise ValueError("ObsSpec needs an image, a vector or both")
         self.obs_spec, self.action_dim = obs_spec, action_dim
@@ -80,10 +89,21 @@ class WorldModel(nn.Module):
         scales = {k: 1.0 for k in self.obs_spec.keys()}
         return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep}
 
-    @staticmethod
-    def prev_actions(action: Tensor) -> Tensor:
-        """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (DESIGN.md)."""
-        return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    prev_actions = staticmethod(prev_actions)
+
+    @property
+    def feature_size(self) -> int:
+        return self.rssm.feat_dim
+
+    @property
+    def feature_onehot(self) -> tuple[int, int]:
+        return self.rssm.onehot
+
+    def describe(self) -> str:
+        return f"GRU {self.rssm.deter_dim}, latent {self.rssm.stoch_dim}x{self.rssm.classes}"
+
+    def features(self, states: LatentState) -> Tensor:
+        return states.feat()
 
     # ----------------------------------------------------------------- verbs
     def initial(self, batch: int) -> LatentState:
@@ -121,6 +141,31 @@ class WorldModel(nn.Module):
     ) -> tuple[LatentState, Tensor]:
         """Roll forward from ``state (B,)``; see :meth:`RSSM.imagine`."""
         return self.rssm.imagine(state, policy_or_actions, horizon, sample)
+
+    def imagine_features(
+        self, start: LatentState, policy_or_actions: Callable | Tensor, horizon: int | None = None
+    ) -> tuple[SparseFeat | Tensor, Tensor]:
+        """Features of ``s_0 .. s_H`` ``(B, H+1, .)`` and actions ``(B, H, A)``: with class indices
+        and gather-based heads (exact; the same random draws as :meth:`imagine`), or dense
+        one-hot features where ``sparse_imagination`` is off (for comparison)."""
+        if isinstance(policy_or_actions, Tensor):
+            actions = policy_or_actions
+            horizon = actions.shape[1] if horizon is None else horizon
+            steps = iter(actions.unbind(1))
+
+            def policy(feat):
+                return next(steps)
+        else:
+            policy = policy_or_actions
+        if self.sparse_imagination:
+            return self.rssm.imagine_sparse(start, policy, horizon)
+        states, actions = self.rssm.imagine(start, lambda s: policy(s.feat()), horizon)
+        traj = LatentState(*(torch.cat([a.unsqueeze(1), b], 1) for a, b in zip(start, states)))
+        return traj.feat(), actions
+
+    def advance(self, state: LatentState, action: Tensor) -> LatentState:
+        """The prior's mode after ``action``: a deterministic step for tree search."""
+        return self.rssm.img_step(state, action, sample=False)
 
     def predict(self, feat: Tensor | SparseFeat, decode_obs: bool = True) -> dict[str, Tensor]:
         """Decode features ``(..., F)``: reward, continue probability and (with ``decode_obs``)
@@ -185,3 +230,25 @@ class WorldModel(nn.Module):
             if VECTOR not in obs or tuple(obs[VECTOR].shape) != (*lead, spec.vector):
                 got = tuple(obs[VECTOR].shape) if VECTOR in obs else "nothing"
                 raise ValueError(f"expected obs['vector'] of shape {(*lead, spec.vector)}, got {got}")
+
+
+def make_rssm(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> WorldModel:
+    """The ``rssm`` family from a run config (the ``model`` block; imagination path from ``dreamer``)."""
+    model = cfg.model
+    return WorldModel(
+        obs_spec,
+        action_spec.dim,
+        deter=model.deter,
+        stoch=model.stoch,
+        classes=model.classes,
+        units=model.units,
+        layers=model.layers,
+        cnn_depth=model.cnn_depth,
+        image_size=model.image_size,
+        unimix=model.unimix,
+        free_nats=model.free_nats,
+        kl_dyn=model.kl_dyn,
+        kl_rep=model.kl_rep,
+        bins=model.bins,
+        sparse_imagination=cfg.dreamer.sparse_imagination,
+    )

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class SparseFeat(NamedTuple):
+class SparseFeat:
     """Features ``[x, z]`` with the one-hot tail ``z`` kept as class indices.
 
     Imagination evaluates several heads on the same ``(N, H+1)`` states; computing the indices
     once and gathering weight rows avoids materialising and re-scanning the wide one-hot.
+    Indexing (``feat[:, 1:]``) and ``float()`` act on the leading dims, as on a dense tensor, so
+    consumers need not know which kind of features a world model gives.
     """
 
-    dense: Tensor  # (..., D)
-    index: Tensor  # (..., S) int64 class of each one-hot group
+    __slots__ = ("dense", "index")
+
+    def __init__(self, dense: Tensor, index: Tensor):
+        self.dense = dense  # (..., D)
+        self.index = index  # (..., S) int64 class of each one-hot group
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> SparseFeat:
         return SparseFeat(fn(self.dense), fn(self.index))
+
+    def __getitem__(self, key) -> SparseFeat:
+        """Index the leading dims: ``feat[:, 1:]`` is ``SparseFeat(dense[:, 1:], index[:, 1:])``."""
+        return self.map(lambda x: x[key])
+
+    def float(self) -> SparseFeat:
+        return SparseFeat(self.dense.float(), self.index)
 
     @property
     def lead(self) -> torch.Size:

@@ -24,6 +24,15 @@ class CEM(ShootingPlanner):
             raise PlannerConfigError(f"momentum must be in [0, 1), got {momentum}")
         self.elites, self.momentum = elites, momentum
 
+    @classmethod
+    def config_kwargs(cls, plan) -> dict:
+        if plan.elites > plan.population:
+            raise PlannerConfigError(
+                f"--plan.elites {plan.elites} exceeds --plan.population {plan.population}; "
+                f"elites are chosen from the population, so use at most {plan.population}"
+            )
+        return dict(elites=plan.elites, momentum=plan.momentum)
+
     def refit(self, population: Tensor, scores: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
         k = min(self.elites, int(torch.isfinite(scores).sum()))
         elite = population[scores.topk(k).indices]

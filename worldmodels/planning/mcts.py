@@ -60,6 +60,18 @@ class _MinMax:
 
 
 class MCTS:
+    @classmethod
+    def from_config(cls, action_dim: int, plan, **_) -> MCTS:
+        """Built from a ``PlanConfig`` for ``action_dim`` discrete actions."""
+        return cls(
+            action_dim,
+            simulations=plan.simulations,
+            discount=plan.discount,
+            c_puct=plan.c_puct,
+            dirichlet_alpha=plan.dirichlet_alpha,
+            root_noise=plan.root_noise,
+        )
+
     def __init__(
         self,
         num_actions: int,

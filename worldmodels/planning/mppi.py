@@ -22,6 +22,10 @@ class MPPI(ShootingPlanner):
             raise PlannerConfigError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
+    @classmethod
+    def config_kwargs(cls, plan) -> dict:
+        return dict(temperature=plan.temperature)
+
     def weights(self, scores: Tensor) -> Tensor:
         finite = torch.isfinite(scores)
         spread = scores[finite].std(unbiased=False) if int(finite.sum()) > 1 else scores.new_tensor(0.0)

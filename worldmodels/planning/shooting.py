@@ -64,6 +64,27 @@ class ShootingPlanner:
         self.generator = generator
         self.mean: Tensor | None = None  # warm start for the next decision
 
+    @classmethod
+    def from_config(cls, action_dim: int, plan, *, horizon: int, low=-1.0, high=1.0) -> ShootingPlanner:
+        """Built from a ``PlanConfig`` (the ``--plan.*`` flags) for ``action_dim`` numbers per
+        step within ``[low, high]``."""
+        return cls(
+            action_dim,
+            horizon=horizon,
+            low=low,
+            high=high,
+            population=plan.population,
+            iterations=plan.iterations,
+            init_std=plan.init_std,
+            min_std=plan.min_std,
+            **cls.config_kwargs(plan),
+        )
+
+    @classmethod
+    def config_kwargs(cls, plan) -> dict:
+        """The planner's own settings from a ``PlanConfig``."""
+        return {}
+
     def reset(self) -> None:
         """Forget the warm start (call at the start of an episode)."""
         self.mean = None

@@ -23,7 +23,9 @@ NAME, PREV = "checkpoint.pt", "checkpoint.prev.pt"
 
 
 def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
+    cuda = {"torch_cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}
     return {
+        **cuda,
         "torch": torch.get_rng_state(),
         "numpy": np_rng.bit_generator.state,
         "python": list(random.getstate()[1]),
@@ -33,7 +35,10 @@ def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], np_rng: np.random.Generator) -> None:
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # loaded with map_location, it may sit on a GPU
+    cuda = state.get("torch_cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
     np_rng.bit_generator.state = state["numpy"]
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
 
@@ -51,12 +56,13 @@ def save(run_dir: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint file, or raise :class:`CheckpointError` saying what to do."""
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file onto ``map_location`` (tensors saved on any device), or raise
+    :class:`CheckpointError` saying what to do."""
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; train first (`wm train --logdir {path.parent}`)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         prev = path.parent / PREV
         hint = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..agents.dreamer import Dreamer, PolicyCarry
+from ..agents.base import Agent
 from ..envs.adapter import ModelEnv
 
 ActFn = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
@@ -61,14 +61,21 @@ class Collector:
 class AgentPolicy:
     """The agent as an ``ActFn``: numpy in, numpy out, carrying its latent state."""
 
-    def __init__(self, agent: Dreamer, mode: bool = False):
+    def __init__(self, agent: Agent, mode: bool = False):
         self.agent, self.mode = agent, mode
-        self.carry: PolicyCarry | None = None
+        self.carry = None
+        self.device = agent_device(agent)
 
     def __call__(self, obs: dict[str, np.ndarray], is_first: np.ndarray) -> np.ndarray:
-        obs_t = {k: torch.as_tensor(np.array(v)) for k, v in obs.items()}
-        action, self.carry = self.agent.act(obs_t, torch.as_tensor(is_first), self.carry, self.mode)
-        return action.numpy()
+        obs_t = {k: torch.as_tensor(np.array(v)).to(self.device) for k, v in obs.items()}
+        first = torch.as_tensor(is_first).to(self.device)
+        action, self.carry = self.agent.act(obs_t, first, self.carry, self.mode)
+        return action.cpu().numpy()
+
+
+def agent_device(agent) -> torch.device:
+    """Where an agent's tensors live (CPU for agents without any, like a random one)."""
+    return getattr(agent, "device", torch.device("cpu"))
 
 
 def random_policy(action_spec, rng: np.random.Generator) -> ActFn:
@@ -116,7 +123,7 @@ class RandomAgent:
         self._act = random_policy(action_spec, np.random.default_rng(seed))
 
     def act(self, obs, is_first, carry=None, mode: bool = True):
-        return torch.as_tensor(self._act(obs, is_first.numpy())), None
+        return torch.as_tensor(self._act(obs, is_first.cpu().numpy())), None
 
 
 @dataclass
@@ -131,7 +138,7 @@ class Episode:
         return len(self.steps["reward"])
 
 
-def run_episode(env: ModelEnv, agent: Dreamer, *, seed: int, mode: bool = True, render: bool = False) -> Episode:
+def run_episode(env: ModelEnv, agent: Agent, *, seed: int, mode: bool = True, render: bool = False) -> Episode:
     """Play one episode with the agent in a single env; record every step."""
     policy = AgentPolicy(agent, mode=mode)
     obs, _ = env.reset(seed=seed)

@@ -13,10 +13,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..agents.vmc import VMC
-from ..models.ensemble import GaussianEnsemble
+from ..models.base import TEMPERATURE
 from ..specs import IMAGE, VECTOR
 from . import plots
 from .collect import Episode, RandomAgent, run_episode
@@ -25,77 +23,12 @@ from .runs import LoadedRun
 from .video import label, upscale, write_gif, write_video
 
 
-@torch.no_grad()
 def open_loop(
     run: LoadedRun, ep: Episode, context: int, horizon: int, temperature: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """Observe ``context`` steps of ``ep``, imagine up to ``horizon`` more under its actions.
-
-    Returns model outputs for steps ``0 .. context+H-1`` (reconstructions, then predictions),
-    where ``H = min(horizon, len(ep) - context)``.
-    """
-    if isinstance(run.world_model, GaussianEnsemble):
-        return ensemble_open_loop(run.world_model, ep, context, horizon)
-    if isinstance(run.agent, VMC):
-        return vmc_open_loop(run.agent, ep, context, horizon, temperature)
-    wm = run.world_model
-    H = min(horizon, len(ep) - context)
-    steps = {k: torch.as_tensor(v).unsqueeze(0) for k, v in ep.steps.items()}  # (1, T, ...)
-    obs = {k: steps[k][:, :context] for k in wm.obs_spec.keys()}
-    action = steps["action"].float()
-    prev_action = wm.prev_actions(action)
-    posts = wm.observe(None, obs, prev_action[:, :context], steps["is_first"][:, :context])
-    start = posts.map(lambda x: x[:, -1])
-    # action[t] is taken after obs[t]: the first imagined step follows action[context-1].
-    states, _ = wm.imagine(start, action[:, context - 1 : context - 1 + H])
-    feat = torch.cat([posts.feat(), states.feat()], 1)
-    pred = wm.predict(feat)
-    return {k: v[0].numpy() for k, v in pred.items() if k in (IMAGE, VECTOR)}
-
-
-@torch.no_grad()
-def ensemble_open_loop(
-    ensemble: GaussianEnsemble, ep: Episode, context: int, horizon: int, particles: int = 8
-) -> dict[str, np.ndarray]:
-    """Trajectory sampling from the last context state under the episode's actions.
-
-    The ensemble is Markov, so the context steps are the real states themselves. Returns the
-    particles' mean ``vector``, their ``std`` (aleatoric and epistemic), and ``disagreement``:
-    the spread of the members' mean predictions (epistemic alone), averaged over dimensions.
-    """
-    H = min(horizon, len(ep) - context)
-    real = torch.as_tensor(ep.steps[VECTOR]).float()
-    actions = torch.as_tensor(ep.steps["action"]).float()[context - 1 : context - 1 + H]
-    roll = ensemble.rollout(real[context - 1], actions[None], particles_per_member=particles)
-    states = roll.states[0]  # (K, M, H, D)
-    mean, std = states.mean((0, 1)), states.std((0, 1), unbiased=False)
-    member_spread = states.mean(1).std(0, unbiased=False).mean(-1)  # (H,)
-    zeros = torch.zeros(context, real.shape[1])
-    return {
-        VECTOR: torch.cat([real[:context], mean]).numpy(),
-        "std": torch.cat([zeros, std]).numpy(),
-        "disagreement": torch.cat([zeros[:, 0], member_spread]).numpy(),
-    }
-
-
-@torch.no_grad()
-def vmc_open_loop(agent: VMC, ep: Episode, context: int, horizon: int, temperature: float) -> dict[str, np.ndarray]:
-    """V encodes the context frames, M reads them, then M dreams: each next ``z`` is sampled from
-    its mixture at ``temperature`` under the real actions, and V decodes every ``z``."""
-    H = min(horizon, len(ep) - context)
-    frames = torch.as_tensor(ep.steps[IMAGE])
-    actions = torch.as_tensor(ep.steps["action"]).float()
-    z = agent.vae.encode(frames[:context]).mean
-    memory = agent.mdnrnn.initial(1)
-    for t in range(context - 1):
-        _, memory = agent.mdnrnn.step(z[t : t + 1], actions[t : t + 1], memory)
-    zt, dreamt = z[context - 1 : context], []
-    for k in range(H):
-        out, memory = agent.mdnrnn.step(zt, actions[context - 1 + k : context + k], memory)
-        zt, _, _ = agent.mdnrnn.sample(out, temperature)
-        dreamt.append(zt)
-    latents = torch.cat([z, *dreamt])
-    return {IMAGE: agent.vae.decode(latents).numpy()}
+    """Observe ``context`` steps of ``ep``, imagine up to ``horizon`` more under its actions
+    (the world model's ``open_loop``: see ``models/base.py``)."""
+    return run.world_model.open_loop(ep.steps, context, horizon, temperature=temperature)
 
 
 def dream(
@@ -177,7 +110,7 @@ def dream(
         metrics["ssim"] = [float(np.mean(x)) for x in sims[:n]]
         metrics["baseline_ssim"] = [float(np.mean(x)) for x in base_sims[:n]]
     metrics["policy"] = policy
-    if isinstance(run.agent, VMC):
+    if TEMPERATURE in run.world_model.capabilities:
         metrics["temperature"] = temperature
     if any(spread):  # an ensemble: how far its members drift apart along the rollout
         metrics["member_std"] = [float(np.mean(s)) for s in spread[:n]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..agents.base import agent_spec
 from . import plots
 from .dream import dream
 from .logger import read_metrics
@@ -13,7 +14,7 @@ from .runs import load_run, read_config
 def finish(run_dir: Path) -> list[str]:
     """Write ``RUN/curve.png`` and ``RUN/dream/``; return the paths written."""
     cfg = read_config(run_dir)
-    draw = plots.stage_curves if cfg.agent == "vmc" else plots.learning_curve
+    draw = plots.stage_curves if agent_spec(cfg.agent).curve == "stages" else plots.learning_curve
     curve = draw(read_metrics(run_dir), run_dir / "curve.png", cfg.describe())
     written = [str(curve)]
     try:

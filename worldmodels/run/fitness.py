@@ -106,7 +106,7 @@ def calibrate_done_threshold(
     flags, too hard with the paper's weighted head and threshold 0 on our data): this sets the
     level from the one figure known for certain, the random policy's real survival. (On our Doom
     data a controller evolved in the calibrated dream transferred worse than in the paper's
-    harder one: see the README; hence it is an option.)"""
+    harder one: see docs/BENCHMARKS.md; hence it is an option.)"""
     low, high = -10.0, 10.0
 
     def length(threshold: float) -> float:
@@ -138,7 +138,7 @@ class Fitness:
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)
         ckpt = checkpoint.load(run_dir / checkpoint.NAME)
-        agent: VMC = build_agent(cfg, *probe_specs(cfg))
+        agent: VMC = build_agent(cfg, *probe_specs(cfg), device=torch.device("cpu"))  # dreams step on the CPU
         checkpoint.load_agent_state(agent, ckpt, run_dir / checkpoint.NAME)
         return cls(cfg, agent.eval(), ckpt["dream_starts"], where, float(ckpt.get("done_threshold", 0.0)))
 

@@ -16,16 +16,12 @@ import json
 import time
 
 import numpy as np
-import torch
 
-from ..agents.mpc import make_mpc
-from ..agents.pets import PETS
+from ..agents.base import agent_spec
 from ..errors import RunConfigError
-from ..models.ensemble import GaussianEnsemble
 from ..specs import VECTOR
 from . import plots
 from .collect import run_episode
-from .dream import ensemble_open_loop
 from .runs import LoadedRun, build_agent, probe_specs
 from .video import write_video
 
@@ -48,22 +44,21 @@ def planning_agent(run: LoadedRun, planner: str | None = None, plan: dict | None
     """The run's agent, set up to act by planning; ``planner`` and ``plan`` (PlanConfig fields)
     override the stored settings."""
     cfg = run.config
-    if cfg.agent == "vmc":
+    spec = agent_spec(cfg.agent)
+    if spec.plans_with is None:
         raise RunConfigError(
-            f"{run.run_dir} is a V/M/C run: its controller acts without planning. Use `wm eval {run.run_dir}` "
+            f"{run.run_dir} is a {cfg.agent} run: {spec.no_plan or 'it does not plan'}. Use `wm eval {run.run_dir}` "
             f"to play it, `wm dream {run.run_dir}` to see its model's predictions"
         )
     if planner is not None:
         cfg = dataclasses.replace(cfg, planner=planner)
     if plan:
         cfg = dataclasses.replace(cfg, plan=dataclasses.replace(cfg.plan, **plan))
-    if cfg.agent == "dreamer":
-        cfg = dataclasses.replace(cfg, agent="mpc")
-        agent = make_mpc(*probe_specs(cfg), cfg)
-    elif planner is not None or plan:
-        agent = build_agent(cfg, *probe_specs(cfg))
-    else:
+    if spec.plans_with != cfg.agent:  # e.g. a Dreamer run plans with its model as latent MPC
+        cfg = dataclasses.replace(cfg, agent=spec.plans_with)
+    elif planner is None and not plan:
         return run.agent
+    agent = build_agent(cfg, *probe_specs(cfg), device=run.agent.device)
     agent.load_state_dict(run.agent.state_dict())
     agent.eval()
     return agent
@@ -107,10 +102,13 @@ def plan_episodes(
         "env_steps": int(run.counters.get("env_steps", 0)),
     }
     files = []
-    if isinstance(agent, PETS):
-        result["disagreement"] = [_disagreement(agent.ensemble, ep) for ep in eps]
-        result["mean_disagreement"] = float(np.mean([np.mean(d) for d in result["disagreement"]]))
-        files.append(str(_uncertainty_plot(agent.ensemble, eps[0], run, out_dir)))
+    model = agent.world_model
+    doubt = [model.uncertainty(ep.steps) for ep in eps]
+    if all(d is not None for d in doubt):  # a family that can say how unsure it is (an ensemble)
+        result["disagreement"] = [d.tolist() for d in doubt]
+        result["mean_disagreement"] = float(np.mean([np.mean(d) for d in doubt]))
+        if VECTOR in model.obs_spec.keys():
+            files.append(str(_uncertainty_plot(model, eps[0], run, out_dir)))
     (out_dir / "plan.json").write_text(json.dumps(result, indent=2))
     if video and frames:
         files.append(str(write_video(out_dir / "plan.mp4", frames, fps=30)))
@@ -118,17 +116,11 @@ def plan_episodes(
     return result
 
 
-def _disagreement(ensemble: GaussianEnsemble, ep) -> list[float]:
-    """One-step disagreement of the members at every real (state, action) of an episode."""
-    obs = torch.as_tensor(ep.steps[VECTOR][:-1]).float()
-    act = torch.as_tensor(ep.steps["action"][:-1]).float()
-    return ensemble.disagreement(obs, act).tolist()
-
-
-def _uncertainty_plot(ensemble: GaussianEnsemble, ep, run: LoadedRun, out_dir, context: int = 1, horizon: int = 50):
-    pred = ensemble_open_loop(ensemble, ep, context, horizon)
+def _uncertainty_plot(model, ep, run: LoadedRun, out_dir, context: int = 1, horizon: int = 50):
+    """The model's open-loop prediction (mean ± its spread) against the real trajectory."""
+    pred = model.open_loop(ep.steps, context, horizon)
     T = len(pred[VECTOR])
-    title = f"{run.config.env}: ensemble open loop from step {context - 1}"
+    title = f"{run.config.env}: open loop from step {context - 1}"
     return plots.trajectories(
-        ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "uncertainty.png", title, pred["std"]
+        ep.steps[VECTOR][:T], pred[VECTOR], context, out_dir / "uncertainty.png", title, pred.get("std")
     )

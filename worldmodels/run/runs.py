@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..agents.dreamer import Dreamer, make_dreamer
-from ..agents.mpc import make_mpc
-from ..agents.pets import PETS, make_pets
-from ..agents.vmc import VMC, make_vmc
-from ..config import Config
+import torch
+
+from ..agents.base import Agent, agent_spec, load_callable
+from ..config import Config, resolve_device
+from ..config import env_kwargs as parse_env_kwargs
 from ..envs.adapter import ModelEnv
 from ..envs.make import make_env
 from ..errors import RunConfigError
@@ -46,6 +46,7 @@ def env_kwargs(cfg: Config) -> dict:
         image_size=cfg.model.image_size,
         action_repeat=cfg.action_repeat,
         max_episode_steps=cfg.max_episode_steps,
+        env_kwargs=parse_env_kwargs(cfg),
     )
 
 
@@ -61,22 +62,10 @@ def probe_specs(cfg: Config) -> tuple[ObsSpec, ActionSpec]:
         env.close()
 
 
-Agent = Dreamer | PETS | VMC
-
-
-def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec) -> Agent:
-    """The agent ``cfg.agent`` names, with the trainer's replay batch shape."""
-    if cfg.agent == "pets":
-        return make_pets(obs_spec, action_spec, cfg)
-    if cfg.agent == "vmc":
-        return make_vmc(obs_spec, action_spec, cfg)
-    agent = (make_mpc if cfg.agent == "mpc" else make_dreamer_from)(obs_spec, action_spec, cfg)
-    agent.configure_replay(cfg.batch, cfg.seq_len)
-    return agent
-
-
-def make_dreamer_from(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> Dreamer:
-    return make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer)
+def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec, device: torch.device | None = None) -> Agent:
+    """The registered agent ``cfg.agent`` names, on ``device`` (default: ``cfg.device`` resolved)."""
+    agent = load_callable(agent_spec(cfg.agent).build)(obs_spec, action_spec, cfg)
+    return agent.to(resolve_device(cfg.device) if device is None else device)
 
 
 @dataclass
@@ -90,21 +79,22 @@ class LoadedRun:
 
     @property
     def world_model(self):
-        """The RSSM world model; for PETS the probabilistic ensemble; for V/M/C the agent (V and M)."""
-        if isinstance(self.agent, VMC):
-            return self.agent
-        return self.agent.ensemble if isinstance(self.agent, PETS) else self.agent.world_model
+        """The world model the agent learns with (the RSSM, the ensemble, V and M, or a plug-in family)."""
+        return self.agent.world_model
 
     def make_env(self) -> ModelEnv:
         return make_single_env(self.config)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Load a run folder for evaluation, dreaming or use from Python."""
+def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
+    """Load a run folder for evaluation, dreaming or use from Python, onto ``device`` (default:
+    the run's ``--device``; a run trained on a GPU loads on a CPU-only machine with ``"cpu"``,
+    and ``auto`` means CUDA when available)."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
-    ckpt = checkpoint.load(run_dir / checkpoint.NAME)
-    agent = build_agent(cfg, *probe_specs(cfg))
+    target = resolve_device(device or cfg.device)
+    ckpt = checkpoint.load(run_dir / checkpoint.NAME, map_location=target)
+    agent = build_agent(cfg, *probe_specs(cfg), device=target)
     checkpoint.load_agent_state(agent, ckpt, run_dir / checkpoint.NAME)
     agent.eval()
     return LoadedRun(run_dir, cfg, agent, ckpt["counters"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from ..config import Config
 from ..data.replay import ReplayStore, step_bytes
 from ..envs.make import make_vector_env
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, random_policy, run_episode
 from .logger import MetricsLogger, ProgressBar
@@ -31,8 +33,11 @@ def seed_everything(seed: int, deterministic: bool) -> np.random.Generator:
     return np.random.default_rng([seed, 7919])
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+    if device is not None and device.type != "cpu":
+        out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
+    return out
 
 
 class Every:
@@ -87,7 +92,7 @@ class Trainer:
         if not path.exists() and not (self.run_dir / checkpoint.PREV).exists():
             self.echo("no checkpoint yet (stopped before the first one): starting from step 0 with the stored replay")
             return
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load(path, map_location=self.agent.device)
         checkpoint.load_agent_state(self.agent, ckpt, path)
         self.agent.load_optimizer_state(ckpt["optimizers"])
         self.counters.update(ckpt["counters"])
@@ -163,8 +168,7 @@ class Trainer:
 
     def _announce(self) -> None:
         cfg = self.cfg
-        size = "" if cfg.agent == "pets" else f" (size {cfg.size})"
-        self.echo(f"agent {cfg.agent}{size}: {self.agent.describe()}")
+        self.echo(f"agent {cfg.describe()} on {self.agent.device}: {self.agent.describe()}")
         per_step = step_bytes(self.obs_spec, self.action_spec)
         self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat) * per_step
@@ -194,7 +198,7 @@ class Trainer:
         due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / self.agent.replayed_per_update)
         rows, length = self.agent.replay_shape
         while c["train_steps"] < due and len(self.store) >= length:
-            batch = to_torch(self.store.sample(rows, length, self.np_rng))
+            batch = to_torch(self.store.sample(rows, length, self.np_rng), self.agent.device)
             self.logger.add(self.agent.train_step(batch))
             c["train_steps"] += 1
 
@@ -207,3 +211,31 @@ class Trainer:
         finally:
             env.close()
         return float(np.mean(returns))
+
+
+@dataclass
+class TrainOptions:
+    """How ``wm train`` runs, beside the run's config: output, and the staged pipelines' flags."""
+
+    quiet: bool = False
+    finish: bool = True  # write the learning curve and a dream at the end
+    stage: str | None = None  # V/M/C: run only this stage
+    retrain: bool = False  # V/M/C: start --stage over
+
+
+def train_run(cfg: Config, resume: bool, options: TrainOptions) -> int:
+    """``wm train`` for agents that learn in the collect -> store -> train loop."""
+    from .finish import finish
+
+    if options.stage:
+        raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")
+    tty = sys.stderr.isatty()
+    trainer = Trainer(
+        cfg, resume=resume, progress=not options.quiet and tty, status_lines=not options.quiet and not tty
+    )
+    c = trainer.train()
+    print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
+    if options.finish:
+        for path in finish(Path(cfg.logdir)):
+            print(f"wrote {path}")
+    return 0

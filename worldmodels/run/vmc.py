@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..agents.dreamer import check_finite
+from ..agents.base import optimize
 from ..agents.vmc import VMC
 from ..behavior.cmaes import CMAES
 from ..config import VMC_STAGES, Config
 from ..data.replay import ReplayStore
+from ..data.sequences import sample_windows
 from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
@@ -53,6 +54,7 @@ class VMCTrainer:
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
         self.obs_spec, self.action_spec = probe_specs(cfg)
         self.agent: VMC = build_agent(cfg, self.obs_spec, self.action_spec)
+        self.device = self.agent.device
         write_config(self.run_dir, cfg)
         v = cfg.vmc
         self.optimizers = {
@@ -75,12 +77,12 @@ class VMCTrainer:
         if not path.exists():
             self.echo("no checkpoint yet: starting the stages over with the stored replay")
             return
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load(path, map_location=self.device)
         checkpoint.load_agent_state(self.agent, ckpt, path)
         for k, opt in self.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
         self.counters.update(ckpt["counters"])
-        self.dream_starts = ckpt["dream_starts"]
+        self.dream_starts = ckpt["dream_starts"].cpu()
         self.es_state = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in ckpt["es"].items()}
         self.best = ckpt["best"]
         self.done_threshold = ckpt.get("done_threshold")
@@ -207,7 +209,7 @@ class VMCTrainer:
         out.mkdir(exist_ok=True)
         vae.train()
         while c["vae_steps"] < v.vae_steps:
-            frames = torch.from_numpy(self.store.sample(v.vae_batch, 1, self.np_rng)[IMAGE][:, 0])
+            frames = torch.from_numpy(self.store.sample(v.vae_batch, 1, self.np_rng)[IMAGE][:, 0]).to(self.device)
             self._gradient_step("vae", *vae.loss(frames))
             c["vae_steps"] += 1
             last = c["vae_steps"] == v.vae_steps
@@ -222,18 +224,12 @@ class VMCTrainer:
 
     def _gradient_step(self, name: str, loss: torch.Tensor, terms: dict, clip: float | None = None) -> None:
         """One update of model ``name`` (vae | mdnrnn); refused, naming the term, if the loss is not finite."""
-        check_finite({name: loss})
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(getattr(self.agent, name).parameters(), clip)
-        opt.step()
+        optimize(self.optimizers[name], loss, getattr(self.agent, name).parameters(), clip=clip, check={name: loss})
         self.logger.add({f"{name}/loss": loss.item(), **{f"{name}/{k}": x.item() for k, x in terms.items()}})
 
     def _write_recon(self, path: Path) -> None:
-        frames = torch.from_numpy(self.store.sample(8, 1, np.random.default_rng(0))[IMAGE][:, 0])
-        grid = reconstruction_grid(self.agent.vae.eval(), frames).numpy()
+        frames = torch.from_numpy(self.store.sample(8, 1, np.random.default_rng(0))[IMAGE][:, 0]).to(self.device)
+        grid = reconstruction_grid(self.agent.vae.eval(), frames).cpu().numpy()
         Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).resize(
             (grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST
         ).save(path)
@@ -244,16 +240,13 @@ class VMCTrainer:
         """Every stored step of every stream, in order, with the VAE's posterior over its frame."""
         vae = self.agent.vae.eval()
         streams = []
-        for ring in self.store.rings:
-            if ring.size == 0:
-                continue
-            idx = ring.indices(0, ring.size)
-            steps = {k: ring.data[k][idx] for k in ("action", "reward", "is_first", "is_terminal")}
+        for steps in self.store.stream_steps(("action", "reward", "is_first", "is_terminal", IMAGE)):
+            frames = steps.pop(IMAGE)
             means, logvars = [], []
-            for s in range(0, ring.size, 1000):
-                post = vae.encode(torch.from_numpy(ring.data[IMAGE][idx[s : s + 1000]]))
-                means.append(post.mean.numpy())
-                logvars.append(post.logvar.numpy())
+            for s in range(0, len(frames), 1000):
+                post = vae.encode(torch.from_numpy(frames[s : s + 1000]).to(self.device))
+                means.append(post.mean.cpu().numpy())
+                logvars.append(post.logvar.cpu().numpy())
             steps["mean"], steps["logvar"] = np.concatenate(means), np.concatenate(logvars)
             streams.append(steps)
         return streams
@@ -264,14 +257,14 @@ class VMCTrainer:
             return
         self.echo(f"mdnrnn: encoding {len(self.store):,} stored frames with the VAE")
         streams = self.encode_store()
-        self.dream_starts = torch.from_numpy(np.concatenate([s["mean"][s["is_first"]] for s in streams]))
+        self.dream_starts = torch.from_numpy(np.concatenate([s["mean"][s["is_first"]] for s in streams]))  # CPU
         if len(self.dream_starts) == 0:
             raise RunConfigError("the replay holds no episode start; collect more: `--stage collect`")
         rnn = self.agent.mdnrnn
         rnn.train()
         while c["rnn_steps"] < v.rnn_steps:
-            batch = sample_latent_sequences(streams, v.rnn_batch, v.rnn_seq + 1, self.np_rng)
-            b = {k: torch.from_numpy(x) for k, x in batch.items()}
+            batch = sample_windows(streams, v.rnn_batch, v.rnn_seq + 1, self.np_rng)
+            b = {k: torch.from_numpy(x).to(self.device) for k, x in batch.items()}
             z = b["mean"] + torch.exp(0.5 * b["logvar"]) * torch.randn_like(b["mean"])
             # A sequence may run into the next episode: the memory would carry over, so every
             # step from the first episode start on is left out of the loss.
@@ -339,6 +332,8 @@ class VMCTrainer:
             es.load_state_dict(self.es_state)
         if es.generation >= v.generations:
             return
+        # The dream steps a whole population with CPU generators: C evolves on the CPU.
+        self.agent.cpu()
         if v.controller_in == "dream" and self.done_threshold is None:
             self.done_threshold = self._dream_level()
         self.save()  # the workers load V, M, the dream's starts and its done threshold from the checkpoint
@@ -387,17 +382,31 @@ class VMCTrainer:
             local.close()
 
 
-def sample_latent_sequences(
-    streams: list[dict[str, np.ndarray]], batch: int, length: int, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """``batch`` windows of ``length`` consecutive steps, uniform over start positions."""
-    sizes = np.array([max(0, len(s["mean"]) - length + 1) for s in streams], np.float64)
-    if sizes.sum() == 0:
-        raise RunConfigError(f"no stored stream holds {length} steps; collect more episodes or lower --vmc.rnn-seq")
-    which = rng.choice(len(streams), size=batch, p=sizes / sizes.sum())
-    out: dict[str, list[np.ndarray]] = {k: [] for k in streams[0]}
-    for s in which:
-        start = int(rng.integers(0, int(sizes[s])))
-        for k in out:
-            out[k].append(streams[s][k][start : start + length])
-    return {k: np.stack(x) for k, x in out.items()}
+def train_vmc(cfg: Config, resume: bool, options) -> int:
+    """``wm train --agent vmc``: the stages in order, or only ``options.stage``."""
+    import functools
+
+    from .finish import finish
+
+    if not resume and options.stage not in (None, "collect"):
+        raise RunConfigError(
+            f"--stage {options.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
+            f"`--stage collect` (or no --stage to run them all), then `wm train --resume {cfg.logdir} --stage ...`"
+        )
+    # Flushed, so a log file of a background run shows each stage's progress as it happens.
+    echo = (lambda *a: None) if options.quiet else functools.partial(print, flush=True)
+    trainer = VMCTrainer(cfg, resume=resume, echo=echo)
+    if options.retrain and not (resume and options.stage):
+        raise RunConfigError("--retrain needs --resume RUN and the --stage to start over")
+    c = trainer.train((options.stage,) if options.stage else VMC_STAGES, retrain=options.retrain)
+    print(
+        f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
+        f"{c['generation']} CMA-ES generations"
+    )
+    times = [f"{k.split('/')[1]} {v / 60:.1f} min" for k, v in c.items() if k.startswith("seconds/")]
+    if times:
+        print("wall time per stage: " + ", ".join(times))
+    if options.finish and c["rnn_steps"]:
+        for path in finish(Path(cfg.logdir)):
+            print(f"wrote {path}")
+    return 0

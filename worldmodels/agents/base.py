@@ -1,0 +1,164 @@
+"""The agent contract, an agent's registry entry, and the one gradient step every agent takes.
+
+An agent acts in an environment and learns from replay. The trainer, ``wm eval``, ``wm plan``,
+``wm dream`` and checkpoints talk to it only through :class:`Agent`; what it learns with is a
+world model behind the contract of ``models/base.py`` (``agent.world_model``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import NonFiniteLossError
+from ..registry import AGENTS, FAMILIES
+from ..specs import ActionSpec, ObsSpec
+
+
+class Agent(nn.Module, ABC):
+    """What the trainer and the report commands need of an agent.
+
+    ``act`` is batched over envs and carries whatever the agent keeps between steps (a latent
+    state, a warm-start plan) in ``carry``; ``None`` starts afresh. ``train_step`` takes a replay
+    batch of ``replay_shape = (rows, length)`` sequences in DESIGN.md's time alignment.
+    """
+
+    obs_spec: ObsSpec
+    action_spec: ActionSpec
+    optimizers: dict[str, torch.optim.Optimizer]
+    world_model: nn.Module  # what it learns with, behind the contract of models/base.py
+
+    @property
+    @abstractmethod
+    def replay_shape(self) -> tuple[int, int]:
+        """``(rows, length)`` of the replay batch one :meth:`train_step` takes."""
+
+    @property
+    def replayed_per_update(self) -> int:
+        """Replayed steps one update counts against ``--train-ratio``."""
+        rows, length = self.replay_shape
+        return rows * length
+
+    @abstractmethod
+    def act(
+        self, obs: dict[str, Tensor], is_first: Tensor, carry: Any = None, mode: bool = False
+    ) -> tuple[Tensor, Any]:
+        """``obs`` ``(B, ...)``, ``is_first (B,)`` -> actions ``(B, A)`` in model space, new carry.
+        ``mode``: act greedily (evaluation) instead of exploring."""
+
+    @abstractmethod
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One update on a replay batch; returns metrics by name."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: what the agent is and how large."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def optimizer_state(self) -> dict:
+        return {k: opt.state_dict() for k, opt in self.optimizers.items()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state[k])
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent's registry entry: how to build it and how a run of it behaves.
+
+    ``build(obs_spec, action_spec, cfg)`` returns the :class:`Agent`. ``families``: the world-model
+    families it can learn with (``None``: any family registered with ``features=True``);
+    ``default_family`` is used when ``--model`` is not given. ``defaults``: settings the agent
+    changes from the global defaults unless given on the command line (flat keys, dotted for a
+    block: ``{"plan.horizon": 5}``). ``train``: ``(cfg, resume, options) -> exit code``, the loop a
+    run of it trains with. ``plans_with``: the agent ``wm plan`` acts with on this agent's model
+    (``None``: it cannot plan, and ``no_plan`` says why).
+    """
+
+    build: Callable[..., Agent] | str
+    default_family: str
+    families: tuple[str, ...] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    validate: Callable[[Any], None] | None = None
+    train: Callable[..., int] | str = "worldmodels.run.train:train_run"
+    curve: str = "learning"  # learning (returns over env steps) | stages (one panel per stage)
+    plans_with: str | None = None
+    no_plan: str = ""
+    obs_label: str | None = None  # what `describe` calls its observations (None: the --obs mode)
+
+    def check_family(self, cfg) -> str:
+        """The family ``cfg`` asks for, or an error naming those this agent learns with."""
+        family = cfg.family or self.default_family
+        entry = FAMILIES.entry(family)
+        if self.families is not None and family not in self.families:
+            raise ValueError(
+                f"--agent {cfg.agent} learns with the {' or '.join(self.families)} world model; "
+                f"--model {family} does not fit it (leave --model out)"
+            )
+        if self.families is None and not entry.meta.get("features", False):
+            usable = [n for n in FAMILIES.names() if FAMILIES.meta(n).get("features")]
+            raise ValueError(
+                f"--agent {cfg.agent} learns in imagination from latent features, which --model {family} does "
+                f"not give; families that do: {', '.join(usable)}"
+            )
+        return family
+
+
+def agent_spec(name: str) -> AgentSpec:
+    """The registered :class:`AgentSpec` of ``name`` (an unknown name lists the registered ones)."""
+    spec = AGENTS.get(name)
+    if not isinstance(spec, AgentSpec):
+        raise TypeError(f"agent {name!r} is registered with {spec!r}, not an AgentSpec")
+    return spec
+
+
+def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Module:
+    """The world model of the family ``cfg`` names (``--model``, or the agent's own)."""
+    family = agent_spec(cfg.agent).check_family(cfg)
+    return FAMILIES.get(family)(obs_spec, action_spec, cfg)
+
+
+def load_callable(target: Callable | str) -> Callable:
+    from ..registry import load_target
+
+    return load_target(target)
+
+
+# ------------------------------------------------------------------ the gradient step
+def check_finite(terms: Mapping[str, Tensor]) -> None:
+    """Raise before an optimiser step if any loss term is NaN or infinite, naming it."""
+    for name, value in terms.items():
+        v = float(value.detach())
+        if not math.isfinite(v):
+            raise NonFiniteLossError(
+                f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
+                "rates or check the data for NaN/inf values (rewards, observations)."
+            )
+
+
+def optimize(
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    parameters: Iterable[Tensor] | None = None,
+    *,
+    clip: float | None = None,
+    check: Mapping[str, Tensor] | None = None,
+) -> None:
+    """One gradient step: refuse non-finite terms (``check``, default ``{"loss": loss}``), zero the
+    gradients, backpropagate, clip the gradient norm of ``parameters`` to ``clip``, step."""
+    check_finite({"loss": loss} if check is None else check)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, clip)
+    optimizer.step()
