@@ -1,4 +1,4 @@
-"""worldmodels: learned world models (RSSM / Dreamer) that train fast on CPU.
+"""worldmodels: learned world models (RSSM, ensembles, V+M, plug-ins) that train fast on CPU and GPU.
 
 The public API, imported lazily so ``import worldmodels`` stays cheap::
 
@@ -38,6 +38,13 @@ _EXPORTS = {
     "run_episode": "worldmodels.run.collect",
     "evaluate": "worldmodels.run.evaluate",
     "dream": "worldmodels.run.dream",
+    "WorldModelBase": "worldmodels.models.base",
+    "Agent": "worldmodels.agents.base",
+    "AgentSpec": "worldmodels.agents.base",
+    "register_family": "worldmodels.registry",
+    "register_agent": "worldmodels.registry",
+    "register_planner": "worldmodels.registry",
+    "register_suite": "worldmodels.registry",
 }
 
 __all__ = sorted(_EXPORTS)

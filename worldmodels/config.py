@@ -7,49 +7,70 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+# Keys of a field's range in its metadata: value >= ge, > gt, <= le, < lt; pow2: a power of two.
+RANGE_KEYS = ("ge", "gt", "le", "lt", "pow2")
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+
+def _f(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    pow2: bool = False,
+) -> Any:
+    """A config field: its default, its ``--help`` text and, for numbers, the range that works.
+
+    The range is stored in the field's metadata (``ge``, ``gt``, ``le``, ``lt``, ``pow2``) and
+    checked by :func:`check_ranges` before a run starts.
+    """
+    if ge is not None and gt is not None or le is not None and lt is not None:
+        raise TypeError("give at most one lower bound (ge or gt) and one upper bound (le or lt)")
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt, "pow2": pow2 or None}
+    return field(default=default, metadata={"help": help, **{k: v for k, v in bounds.items() if v is not None}})
 
 
 @dataclass
 class ModelConfig:
     """World-model sizes and loss scales (DreamerV3 recipe). Dimensions default to size XXS."""
 
-    deter: int = _f(128, "GRU (deterministic) state size")
-    stoch: int = _f(16, "number of categorical latent variables")
-    classes: int = _f(16, "classes per categorical latent")
-    units: int = _f(128, "hidden units of every MLP")
-    layers: int = _f(1, "hidden layers of every MLP")
-    cnn_depth: int = _f(16, "channels of the first conv layer (doubles per stage)")
-    image_size: int = _f(64, "side of the square image the CNN sees")
-    unimix: float = _f(0.01, "uniform mixture on categorical probabilities")
-    free_nats: float = _f(1.0, "free bits: KL below this is not penalised")
-    kl_dyn: float = _f(0.5, "scale of KL(sg(post) || prior)")
-    kl_rep: float = _f(0.1, "scale of KL(post || sg(prior))")
-    bins: int = _f(255, "two-hot bins of reward and critic heads")
-    lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 1e-4)")
+    deter: int = _f(128, "GRU (deterministic) state size", ge=1)
+    stoch: int = _f(16, "number of categorical latent variables", ge=1)
+    classes: int = _f(16, "classes per categorical latent", ge=1)
+    units: int = _f(128, "hidden units of every MLP", ge=1)
+    layers: int = _f(1, "hidden layers of every MLP", ge=1)
+    cnn_depth: int = _f(16, "channels of the first conv layer (doubles per stage)", ge=1)
+    image_size: int = _f(64, "side of the square image the CNN sees", ge=8, pow2=True)
+    unimix: float = _f(0.01, "uniform mixture on categorical probabilities", ge=0, lt=1)
+    free_nats: float = _f(1.0, "free bits: KL below this is not penalised", ge=0)
+    kl_dyn: float = _f(0.5, "scale of KL(sg(post) || prior)", ge=0)
+    kl_rep: float = _f(0.1, "scale of KL(post || sg(prior))", ge=0)
+    bins: int = _f(255, "two-hot bins of reward and critic heads", ge=2)
+    lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 1e-4)", gt=0)
     bf16: bool = _f(False, "world-model update under bfloat16 autocast (1.7x on pixels; losses in fp32)")
-    grad_clip: float = _f(1000.0, "world-model gradient norm clip")
+    grad_clip: float = _f(1000.0, "world-model gradient norm clip", gt=0)
 
 
 @dataclass
 class DreamerConfig:
     """Actor-critic learning in imagination (agents dreamer and mpc)."""
 
-    horizon: int = _f(15, "imagination horizon")
-    gamma: float = _f(0.997, "discount (1 - 1/333)")
-    lam: float = _f(0.95, "lambda of lambda-returns")
-    entropy: float = _f(3e-4, "actor entropy regulariser scale")
-    actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 3e-5)")
-    critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 3e-5)")
-    grad_clip: float = _f(100.0, "actor and critic gradient norm clip")
-    slow_critic_fraction: float = _f(0.02, "EMA fraction of the slow critic per update")
-    slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic")
-    return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range")
+    horizon: int = _f(15, "imagination horizon", ge=1)
+    gamma: float = _f(0.997, "discount (1 - 1/333)", gt=0, le=1)
+    lam: float = _f(0.95, "lambda of lambda-returns", ge=0, le=1)
+    entropy: float = _f(3e-4, "actor entropy regulariser scale", ge=0)
+    actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 3e-5)", gt=0)
+    critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 3e-5)", gt=0)
+    grad_clip: float = _f(100.0, "actor and critic gradient norm clip", gt=0)
+    slow_critic_fraction: float = _f(0.02, "EMA fraction of the slow critic per update", gt=0, le=1)
+    slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic", ge=0)
+    return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range", ge=0, lt=1)
     imag_bf16: bool = _f(True, "imagination and actor-critic updates under bfloat16 autocast")
     sparse_imagination: bool = _f(True, "imagine with class indices and gather-based heads (exact; off: dense)")
 
@@ -62,29 +83,29 @@ AgentConfig = DreamerConfig
 class PlanConfig:
     """Planning before every action (agents pets and mpc). PETS / TD-MPC2 settings."""
 
-    horizon: int = _f(15, "planning horizon in model steps")
+    horizon: int = _f(15, "planning horizon in model steps", ge=1)
     controller: str = _f(
         "sequence",
         "what the planner optimises: sequence (open-loop actions) | linear (gains of a linear state-feedback "
         "law, rolled out closed loop: for unstable systems and long horizons; --agent pets)",
     )
-    population: int = _f(500, "candidate action sequences per iteration (CEM, MPPI)")
-    iterations: int = _f(5, "refits of the sampling distribution per action (CEM, MPPI)")
-    elites: int = _f(50, "best candidates CEM refits to")
-    momentum: float = _f(0.1, "share of the old mean/std CEM keeps per iteration")
-    temperature: float = _f(0.5, "MPPI temperature, in units of the scores' standard deviation")
-    init_std: float = _f(0.5, "initial sampling std, as a fraction of the action half-range")
-    min_std: float = _f(0.05, "floor of the sampling std, as a fraction of the action half-range")
-    particles: int = _f(1, "particles per ensemble member and candidate (trajectory sampling)")
+    population: int = _f(500, "candidate action sequences per iteration (CEM, MPPI)", ge=2)
+    iterations: int = _f(5, "refits of the sampling distribution per action (CEM, MPPI)", ge=1)
+    elites: int = _f(50, "best candidates CEM refits to", ge=1)
+    momentum: float = _f(0.1, "share of the old mean/std CEM keeps per iteration", ge=0, lt=1)
+    temperature: float = _f(0.5, "MPPI temperature, in units of the scores' standard deviation", gt=0)
+    init_std: float = _f(0.5, "initial sampling std, as a fraction of the action half-range", gt=0)
+    min_std: float = _f(0.05, "floor of the sampling std, as a fraction of the action half-range", gt=0)
+    particles: int = _f(1, "particles per ensemble member and candidate (trajectory sampling)", ge=1)
     objective: str = _f("mean", "mean | risk (mean - beta*std across members) | cvar | optimistic (+beta*std)")
-    beta: float = _f(1.0, "weight of the spread in the risk and optimistic objectives")
-    cvar_alpha: float = _f(0.1, "cvar: mean of this worst fraction of particle returns")
-    discount: float = _f(0.99, "discount of rewards along a plan")
-    policy_samples: int = _f(24, "mpc: candidates drawn from the actor's own rollouts (TD-MPC2)")
-    simulations: int = _f(32, "MCTS simulations per action")
-    c_puct: float = _f(1.25, "MCTS exploration constant of pUCT")
-    root_noise: float = _f(0.25, "MCTS Dirichlet noise mixed into the root prior while training")
-    dirichlet_alpha: float = _f(0.3, "MCTS Dirichlet concentration of the root noise")
+    beta: float = _f(1.0, "weight of the spread in the risk and optimistic objectives", ge=0)
+    cvar_alpha: float = _f(0.1, "cvar: mean of this worst fraction of particle returns", gt=0, le=1)
+    discount: float = _f(0.99, "discount of rewards along a plan", ge=0, le=1)
+    policy_samples: int = _f(24, "mpc: candidates drawn from the actor's own rollouts (TD-MPC2)", ge=0)
+    simulations: int = _f(32, "MCTS simulations per action", ge=1)
+    c_puct: float = _f(1.25, "MCTS exploration constant of pUCT", ge=0)
+    root_noise: float = _f(0.25, "MCTS Dirichlet noise mixed into the root prior while training", ge=0, le=1)
+    dirichlet_alpha: float = _f(0.3, "MCTS Dirichlet concentration of the root noise", gt=0)
     bf16: bool = _f(False, "roll candidates out under bfloat16 autocast (2x at large populations)")
 
 
@@ -92,58 +113,60 @@ class PlanConfig:
 class EnsembleConfig:
     """Probabilistic ensemble dynamics (agent pets)."""
 
-    members: int = _f(5, "ensemble members, each trained on its own bootstrap draws")
-    units: int = _f(64, "hidden units per member MLP (PETS: 200; 64 plans 3x faster on CPU)")
-    layers: int = _f(3, "hidden layers per member MLP")
-    lr: float = _f(1e-3, "learning rate")
-    weight_decay: float = _f(5e-5, "AdamW weight decay")
-    batch: int = _f(256, "transitions per member per update")
+    members: int = _f(5, "ensemble members, each trained on its own bootstrap draws", ge=1)
+    units: int = _f(64, "hidden units per member MLP (PETS: 200; 64 plans 3x faster on CPU)", ge=1)
+    layers: int = _f(3, "hidden layers per member MLP", ge=1)
+    lr: float = _f(1e-3, "learning rate", gt=0)
+    weight_decay: float = _f(5e-5, "AdamW weight decay", ge=0)
+    batch: int = _f(256, "transitions per member per update", ge=1)
     value: bool = _f(
         False,
         "learn a state value (one head per member) by TD(lambda) on replayed sequences and add it at the "
         "plan's horizon (for rewards whose cost lies beyond the horizon, e.g. survival tasks)",
     )
-    value_horizon: int = _f(32, "replayed steps per value target sequence (with --ensemble.value)")
-    value_lambda: float = _f(0.95, "TD(lambda) mixing of the value targets: 0 one-step, 1 Monte Carlo")
+    value_horizon: int = _f(32, "replayed steps per value target sequence (with --ensemble.value)", ge=2)
+    value_lambda: float = _f(0.95, "TD(lambda) mixing of the value targets: 0 one-step, 1 Monte Carlo", ge=0, le=1)
 
 
 @dataclass
 class VMCConfig:
     """The V/M/C model (agent vmc; Ha & Schmidhuber 2018). Paper values in brackets."""
 
-    rollouts: int = _f(500, "random-policy episodes collected for V and M [10,000]")
+    rollouts: int = _f(500, "random-policy episodes collected for V and M [10,000]", ge=1)
     collect_hold: int = _f(
-        10, "each random action of the collect stage is held for a random 1..N steps [1-10 tics, the paper's Doom data]"
+        10,
+        "each random action of the collect stage is held for a random 1..N steps [1-10 tics, the paper's Doom data]",
+        ge=1,
     )
-    z: int = _f(32, "VAE latent size [32 CarRacing, 64 Doom]")
-    vae_depth: int = _f(32, "channels of the VAE's first convolution [32]")
-    vae_steps: int = _f(10_000, "VAE gradient steps")
-    vae_batch: int = _f(100, "frames per VAE batch [100]")
-    vae_lr: float = _f(1e-4, "VAE learning rate [1e-4]")
-    kl_tolerance: float = _f(0.5, "free nats per latent dimension of the VAE's KL [0.5]")
-    rnn_units: int = _f(256, "LSTM units of the MDN-RNN [256 CarRacing, 512 Doom]")
-    mixtures: int = _f(5, "Gaussians per latent dimension [5]")
-    rnn_steps: int = _f(4_000, "MDN-RNN gradient steps")
-    rnn_batch: int = _f(100, "sequences per MDN-RNN batch [100]")
-    rnn_seq: int = _f(64, "steps per MDN-RNN training sequence")
-    rnn_lr: float = _f(1e-3, "MDN-RNN learning rate [1e-3]")
-    done_weight: float = _f(10.0, "weight of deaths in M's done loss [10]")
+    z: int = _f(32, "VAE latent size [32 CarRacing, 64 Doom]", ge=1)
+    vae_depth: int = _f(32, "channels of the VAE's first convolution [32]", ge=1)
+    vae_steps: int = _f(10_000, "VAE gradient steps", ge=1)
+    vae_batch: int = _f(100, "frames per VAE batch [100]", ge=1)
+    vae_lr: float = _f(1e-4, "VAE learning rate [1e-4]", gt=0)
+    kl_tolerance: float = _f(0.5, "free nats per latent dimension of the VAE's KL [0.5]", ge=0)
+    rnn_units: int = _f(256, "LSTM units of the MDN-RNN [256 CarRacing, 512 Doom]", ge=1)
+    mixtures: int = _f(5, "Gaussians per latent dimension [5]", ge=1)
+    rnn_steps: int = _f(4_000, "MDN-RNN gradient steps", ge=1)
+    rnn_batch: int = _f(100, "sequences per MDN-RNN batch [100]", ge=1)
+    rnn_seq: int = _f(64, "steps per MDN-RNN training sequence", ge=2)
+    rnn_lr: float = _f(1e-3, "MDN-RNN learning rate [1e-3]", gt=0)
+    done_weight: float = _f(10.0, "weight of deaths in M's done loss [10]", gt=0)
     calibrate_done: bool = _f(
         False,
         "set the dream's done threshold so that a random policy lives as long in the dream as in the "
         "collected episodes (default: the paper's, done logit > 0, which transferred better on Doom)",
     )
     controller_in: str = _f("dream", "where the controller is evolved: dream (inside M) | real (the env)")
-    controller_hidden: int = _f(0, "hidden units of the controller (0: linear, as in the paper)")
+    controller_hidden: int = _f(0, "hidden units of the controller (0: linear, as in the paper)", ge=0)
     controller_cell: bool = _f(False, "controller also sees the LSTM cell c: [z, h, c] (the paper's Doom)")
-    generations: int = _f(200, "CMA-ES generations")
-    population: int = _f(64, "CMA-ES population [64]")
-    rollouts_per_candidate: int = _f(16, "episodes averaged per candidate's fitness [16]")
-    sigma0: float = _f(0.1, "CMA-ES initial step size [0.1]")
-    temperature: float = _f(1.15, "dream temperature tau of the MDN [1.15 Doom]")
-    dream_max_steps: int = _f(2100, "dream episodes end after this many steps [2100 Doom]")
-    workers: int = _f(2, "worker processes evaluating candidates")
-    eval_every: int = _f(10, "generations between real-env evaluations of the controller (the CMA-ES mean)")
+    generations: int = _f(200, "CMA-ES generations", ge=1)
+    population: int = _f(64, "CMA-ES population [64]", ge=2)
+    rollouts_per_candidate: int = _f(16, "episodes averaged per candidate's fitness [16]", ge=1)
+    sigma0: float = _f(0.1, "CMA-ES initial step size [0.1]", gt=0)
+    temperature: float = _f(1.15, "dream temperature tau of the MDN [1.15 Doom]", gt=0)
+    dream_max_steps: int = _f(2100, "dream episodes end after this many steps [2100 Doom]", ge=1)
+    workers: int = _f(2, "worker processes evaluating candidates", ge=1)
+    eval_every: int = _f(10, "generations between real-env evaluations of the controller (the CMA-ES mean)", ge=1)
 
 
 VMC_STAGES = ("collect", "vae", "mdnrnn", "controller")  # in the order they run
@@ -172,24 +195,24 @@ class Config:
     )
     obs: str = _f("state", "observations the agent sees: state | pixels | both")
     size: str = _f("XXS", "model size preset: XXS | XS | S | M | L (sets model dims)")
-    steps: int = _f(10_000, "environment steps to train for")
-    seed: int = _f(0, "random seed")
+    steps: int = _f(10_000, "environment steps to train for", ge=1)
+    seed: int = _f(0, "random seed", ge=0, le=2**32 - 1)
     logdir: str = _f("runs/default", "run folder: replay, checkpoints, metrics, videos")
-    envs: int = _f(1, "parallel environments (more than 1 runs them in worker processes)")
-    action_repeat: int = _f(1, "repeat each action this many env steps (rewards summed)")
-    batch: int = _f(16, "sequences per training batch")
-    seq_len: int = _f(32, "length of each training sequence (DreamerV3: 64)")
-    train_ratio: float = _f(256.0, "replayed steps per policy step (DreamerV3: 512)")
-    prefill: int = _f(1000, "random-policy steps collected before training")
-    capacity: int = _f(1_000_000, "replay capacity in steps (oldest evicted first)")
-    chunk: int = _f(256, "steps per on-disk replay chunk")
-    eval_every: int = _f(2500, "environment steps between evaluations")
-    eval_episodes: int = _f(5, "episodes per evaluation")
-    log_every: int = _f(500, "environment steps between metric lines")
-    checkpoint_every: int = _f(5000, "environment steps between checkpoints")
+    envs: int = _f(1, "parallel environments (more than 1 runs them in worker processes)", ge=1)
+    action_repeat: int = _f(1, "repeat each action this many env steps (rewards summed)", ge=1)
+    batch: int = _f(16, "sequences per training batch", ge=1)
+    seq_len: int = _f(32, "length of each training sequence (DreamerV3: 64)", ge=2)
+    train_ratio: float = _f(256.0, "replayed steps per policy step (DreamerV3: 512)", gt=0)
+    prefill: int = _f(1000, "random-policy steps collected before training", ge=0)
+    capacity: int = _f(1_000_000, "replay capacity in steps (oldest evicted first)", ge=1)
+    chunk: int = _f(256, "steps per on-disk replay chunk", ge=1)
+    eval_every: int = _f(2500, "environment steps between evaluations", ge=1)
+    eval_episodes: int = _f(5, "episodes per evaluation", ge=1)
+    log_every: int = _f(500, "environment steps between metric lines", ge=1)
+    checkpoint_every: int = _f(5000, "environment steps between checkpoints", ge=1)
     deterministic: bool = _f(False, "deterministic torch kernels (slower)")
-    threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)")
-    max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)")
+    threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)", ge=0)
+    max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)", ge=0)
     agent: str = _f(
         "dreamer",
         "dreamer (actor-critic in imagination) | pets (ensemble + planner) | mpc (RSSM + planner) | "
@@ -294,21 +317,74 @@ def resolve(given: dict[str, Any]) -> Config:
     return dataclasses.replace(cfg, **blocks)
 
 
+SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def flag(block: str, name: str) -> str:
+    """The CLI flag of field ``name`` of ``block`` ('' for the top level): ``--model.cnn-depth``."""
+    return f"--{block + '.' if block else ''}{name.replace('_', '-')}"
+
+
+def range_text(meta: Any) -> str:
+    """What fits a field with this metadata: ``>= 1``, ``in (0, 1]``, ``a power of 2 >= 8``; '' for anything."""
+    low = next((k for k in ("ge", "gt") if k in meta), None)
+    high = next((k for k in ("le", "lt") if k in meta), None)
+    if low and high:
+        opening, closing = ("[" if low == "ge" else "("), ("]" if high == "le" else ")")
+        text = f"in {opening}{meta[low]}, {meta[high]}{closing}"
+    else:
+        text = " ".join(f"{SYMBOLS[k]} {meta[k]}" for k in (low, high) if k)
+    if meta.get("pow2"):
+        return f"a power of 2 {text}".rstrip()
+    return text
+
+
+def in_range(value: Any, meta: Any) -> bool:
+    """Whether ``value`` lies in the range of a field with this metadata (NaN never does)."""
+    checks = {
+        "ge": lambda bound: value >= bound,
+        "gt": lambda bound: value > bound,
+        "le": lambda bound: value <= bound,
+        "lt": lambda bound: value < bound,
+        "pow2": lambda _: value >= 1 and int(value) & (int(value) - 1) == 0,
+    }
+    return all(check(meta[key]) for key, check in checks.items() if key in meta)
+
+
+def _numeric_fields(cfg: Config):
+    """``(block, field, value)`` for every int and float field of ``cfg`` and of its blocks."""
+    blocks = [("", cfg)] + [(name, getattr(cfg, name)) for name in BLOCKS]
+    for block, obj in blocks:
+        for f in dataclasses.fields(obj):
+            if f.type in ("int", "float"):
+                yield block, f, getattr(obj, f.name)
+
+
+def check_ranges(cfg: Config) -> None:
+    """Reject a number outside its field's range (the ``_f(..., ge=, gt=, le=, lt=, pow2=)`` metadata),
+    naming the flag, the value and what fits."""
+    for block, f, value in _numeric_fields(cfg):
+        name = flag(block, f.name)
+        kind = numbers.Integral if f.type == "int" else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            what = "an integer" if f.type == "int" else "a number"
+            raise ValueError(f"{name} must be {what} ({f.metadata.get('help', '')}), got {value!r}")
+        if not in_range(value, f.metadata):
+            raise ValueError(f"{name} must be {range_text(f.metadata)} ({f.metadata.get('help', '')}), got {value}")
+
+
 def validate(cfg: Config) -> None:
     """Reject settings that cannot work, saying what fits."""
+    check_ranges(cfg)
     if cfg.obs not in OBS_MODES:
         raise ValueError(f"--obs must be one of {', '.join(OBS_MODES)}, got {cfg.obs!r}")
     if cfg.size not in SIZES:
         raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {cfg.size!r}")
-    if cfg.chunk < 1 or cfg.batch < 1 or cfg.seq_len < 2:
-        raise ValueError("--chunk and --batch must be >= 1 and --seq-len >= 2")
     if cfg.capacity < cfg.seq_len * cfg.envs:
         raise ValueError(
             f"--capacity {cfg.capacity} cannot hold one sequence of {cfg.seq_len} steps per env "
             f"({cfg.envs} envs); raise it to at least {cfg.seq_len * cfg.envs}"
         )
-    if cfg.envs < 1 or cfg.action_repeat < 1:
-        raise ValueError("--envs and --action-repeat must be >= 1")
     from .agents.base import agent_spec
     from .registry import PLANNERS
 
@@ -326,8 +402,6 @@ def validate(cfg: Config) -> None:
     env_kwargs(cfg)
     if spec.validate is not None:
         spec.validate(cfg)
-    if cfg.plan.particles < 1 or cfg.ensemble.members < 1:
-        raise ValueError("--plan.particles and --ensemble.members must be >= 1")
 
 
 def validate_mpc(cfg: Config) -> None:
@@ -352,6 +426,11 @@ def validate_pets(cfg: Config) -> None:
         raise ValueError(
             "--agent pets models state vectors (--obs state); for pixels plan in a latent model: --agent mpc"
         )
+    if cfg.ensemble.value and cfg.plan.discount >= 1:
+        raise ValueError(
+            "--ensemble.value learns (1 - discount) V, which needs --plan.discount < 1 "
+            f"(e.g. 0.99), got {cfg.plan.discount}"
+        )
 
 
 def validate_vmc(cfg: Config) -> None:
@@ -363,17 +442,6 @@ def validate_vmc(cfg: Config) -> None:
         )
     if v.controller_in not in ("dream", "real"):
         raise ValueError(f"--controller-in must be dream or real, got {v.controller_in!r}")
-    if v.temperature <= 0:
-        raise ValueError(f"--vmc.temperature must be > 0 (the paper uses 1.0 to 1.3), got {v.temperature}")
-    if v.mixtures < 1:
-        raise ValueError(f"--vmc.mixtures must be >= 1 (the paper uses 5), got {v.mixtures}")
-    positive = ("rollouts", "collect_hold", "z", "vae_depth", "vae_batch", "rnn_units", "rnn_batch", "generations",
-                "rollouts_per_candidate", "workers", "dream_max_steps", "eval_every")  # fmt: skip
-    for name in positive:
-        if getattr(v, name) < 1:
-            raise ValueError(f"--vmc.{name.replace('_', '-')} must be >= 1, got {getattr(v, name)}")
-    if v.population < 2 or v.rnn_seq < 2:
-        raise ValueError("--vmc.population and --vmc.rnn-seq must be >= 2")
 
 
 def check_device(device: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, RunConfigError
 from ..registry import AGENTS, FAMILIES
 from ..specs import ActionSpec, ObsSpec
 
@@ -124,8 +124,16 @@ def agent_spec(name: str) -> AgentSpec:
 
 def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Module:
     """The world model of the family ``cfg`` names (``--model``, or the agent's own)."""
+    from ..models.base import WorldModelBase
+
     family = agent_spec(cfg.agent).check_family(cfg)
-    return FAMILIES.get(family)(obs_spec, action_spec, cfg)
+    model = FAMILIES.get(family)(obs_spec, action_spec, cfg)
+    if not isinstance(model, WorldModelBase):
+        raise RunConfigError(
+            f"world-model family {family!r} built a {type(model).__name__}, not a WorldModelBase: a family's "
+            "make(obs_spec, action_spec, cfg) must return a subclass of worldmodels.models.base.WorldModelBase"
+        )
+    return model
 
 
 def load_callable(target: Callable | str) -> Callable:

@@ -112,7 +112,7 @@ class Dreamer(Agent):
     ) -> tuple[Tensor, PolicyCarry]:
         """One environment step for a batch: ``obs (B, ...)``, ``is_first (B,)`` -> action ``(B, A)``."""
         post = self.posterior(obs, is_first, carry)
-        action = self.actor.act(post.feat(), mode=mode)
+        action = self.actor.act(self.world_model.features(post), mode=mode)
         return action, PolicyCarry(post, action)
 
     def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> Any:

@@ -193,7 +193,8 @@ class GaussianEnsemble(WorldModelBase):
         return x[rows % self.members, rows]
 
     def _all_members(self, x: Tensor) -> Tensor:
-        return x.expand(self.members, *x.shape)
+        """``(B, T, ...)`` -> ``(K, B*T, ...)``: every member sees every step."""
+        return x.reshape(-1, *x.shape[2:]).expand(self.members, -1, *x.shape[2:])
 
     def initial(self, batch: int) -> EnsembleState:
         p = self.head.weight
@@ -205,9 +206,9 @@ class GaussianEnsemble(WorldModelBase):
         x = obs[VECTOR].float()
         state = self.initial(x.shape[0]) if state is None else state
         before = torch.cat([state.obs[:, None], x[:, :-1]], 1)  # (B, T, D) the state each step left
-        pred = self(self._all_members(before), self._all_members(prev_action.float()))
-        reward = self.targets.denormalize(pred.mean)[..., -1].mean(0)
-        cont = (1 - torch.sigmoid(pred.terminal_logit)).mean(0)
+        pred = self(self._all_members(before), self._all_members(prev_action.float()))  # (K, B*T, .)
+        reward = self.targets.denormalize(pred.mean)[..., -1].mean(0).reshape(is_first.shape)
+        cont = (1 - torch.sigmoid(pred.terminal_logit)).mean(0).reshape(is_first.shape)
         first = is_first.bool()
         return EnsembleState(x, reward.masked_fill(first, 0.0), cont.masked_fill(first, 1.0))
 
@@ -222,7 +223,7 @@ class GaussianEnsemble(WorldModelBase):
         for k in range(horizon):
             action = policy_or_actions[:, k] if given else policy_or_actions(state)
             nxt, reward, cont = self.step(
-                self._all_members(state.obs), self._all_members(action.float()), sample=sample
+                self._all_members(state.obs[:, None]), self._all_members(action.float()[:, None]), sample=sample
             )
             state = EnsembleState(self._member_rows(nxt), self._member_rows(reward), self._member_rows(cont))
             states.append(state)
@@ -231,7 +232,9 @@ class GaussianEnsemble(WorldModelBase):
 
     def advance(self, state: EnsembleState, action: Tensor) -> EnsembleState:
         """The contract's deterministic step: the members' mean prediction."""
-        nxt, reward, cont = self.step(self._all_members(state.obs), self._all_members(action.float()), sample=False)
+        nxt, reward, cont = self.step(
+            self._all_members(state.obs[:, None]), self._all_members(action.float()[:, None]), sample=False
+        )
         return EnsembleState(nxt.mean(0), reward.mean(0), cont.mean(0))
 
     def features(self, states: EnsembleState) -> EnsembleState:
@@ -252,10 +255,14 @@ class GaussianEnsemble(WorldModelBase):
             self._all_members(batch["reward"][:, 1:].float()),
             self._all_members(x[:, 1:]),
             self._all_members(batch["is_terminal"][:, 1:]),
-        )  # (K, B, T-1)
+        )  # (K, B*(T-1))
         valid = (~batch["is_first"][:, 1:].bool()).float()
         pad = x.new_zeros(x.shape[0], 1)
-        terms = {k: torch.cat([pad, self._member_rows(v) * valid], 1) for k, v in (("nll", nll), ("terminal", bce))}
+
+        def rows(v: Tensor) -> Tensor:  # (K, B*(T-1)) -> (B, T), row b from member b % K
+            return torch.cat([pad, self._member_rows(v.reshape(self.members, *valid.shape)) * valid], 1)
+
+        terms = {"nll": rows(nll), "terminal": rows(bce)}
         states = EnsembleState(x, pad.expand(-1, x.shape[1]).clone(), torch.ones_like(pad).expand(-1, x.shape[1]))
         return terms, states, {}
 
