@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from worldmodels.report.plots import learning_curve
 from worldmodels.run.logger import read_metrics
-from worldmodels.run.plots import learning_curve
 from worldmodels.run.runs import read_config
 
 

@@ -9,7 +9,7 @@ from worldmodels.config import Config, ModelConfig
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 toy_envs.register()
 # Tiny models gain nothing from a second thread, and two threads next to any other busy
-# process slow every step down many times over (see PLATFORM.md).
+# process slow every step down many times over (see docs/PLATFORM.md).
 torch.set_num_threads(1)
 
 # Small enough that a train step takes milliseconds.

@@ -1,4 +1,4 @@
-"""Pins DESIGN.md's time alignment: step t holds obs_t, reward_t (received on arriving at obs_t),
+"""Pins docs/DESIGN.md's time alignment: step t holds obs_t, reward_t (received on arriving at obs_t),
 is_first_t, is_terminal_t and action_t (taken after seeing obs_t)."""
 
 import numpy as np

@@ -159,3 +159,48 @@ def test_make_dmc_parses_domain_and_task():
     env.close()
     with pytest.raises(UnknownEnvError, match="dmc:cartpole-swingup"):
         make_dmc("cartpole-swingupp")
+
+
+def test_a_provider_that_is_not_installed_names_its_package(monkeypatch):
+    from worldmodels.envs import make
+
+    monkeypatch.setitem(make.ENV_PROVIDERS, "FakeSuite/", make.Provider("nosuchpkg_xyz.envs", "fake-pkg"))
+    monkeypatch.setitem(make.ENV_PROVIDERS, "FakeGames-", ("nosuchpkg_xyz", "fake-games", "fakeextra"))
+    with pytest.raises(UnknownEnvError, match=r"FakeSuite/Thing-v0 needs fake-pkg: pip install fake-pkg"):
+        make_env("FakeSuite/Thing-v0")
+    with pytest.raises(UnknownEnvError, match=r"-e '\.\[fakeextra\]' \(or pip install fake-games\)"):
+        make_env("FakeGames-Thing-v0")
+
+
+def test_a_provider_prefix_is_only_imported_for_unregistered_ids(monkeypatch):
+    from worldmodels.envs import make
+
+    monkeypatch.setitem(make.ENV_PROVIDERS, "Cart", make.Provider("nosuchpkg_xyz", "fake-pkg"))
+    make_env("CartPole-v1").close()  # registered already: the provider is not imported
+
+
+def test_ale_ids_register_without_importing_ale_py():
+    pytest.importorskip("ale_py")
+    env = make_env("ALE/Pong-v5", obs_mode="state")
+    assert env.obs_spec.image == (64, 64, 3) and env.obs_spec.vector is None
+    assert env.action_spec.discrete
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    action = np.zeros(env.action_spec.dim, np.float32)
+    action[0] = 1.0
+    obs, reward, terminated, truncated, _ = env.step(action)
+    assert obs["image"].shape == (64, 64, 3) and np.isfinite(reward)
+    env.close()
+
+
+def test_vizdoom_ids_register_on_demand():
+    pytest.importorskip("vizdoom.gymnasium_wrapper")
+    env = make_env("VizdoomTakeCover-v1", obs_mode="state", image_size=32)
+    assert env.obs_spec.image == (32, 32, 3)
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (32, 32, 3)
+    action = np.zeros(env.action_spec.dim, np.float32)
+    action[0] = 1.0
+    obs, *_ = env.step(action)
+    assert obs["image"].shape == (32, 32, 3)
+    env.close()

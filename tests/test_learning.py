@@ -11,7 +11,7 @@ import json
 
 from tests.conftest import tiny_config
 from worldmodels.config import DreamerConfig, ModelConfig
-from worldmodels.run.evaluate import evaluate
+from worldmodels.report.evaluate import evaluate
 from worldmodels.run.runs import load_run
 from worldmodels.run.train import Trainer
 

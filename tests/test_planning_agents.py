@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import tiny_config
 from worldmodels.cli import main
 from worldmodels.config import EnsembleConfig, PlanConfig
-from worldmodels.run.evaluate import evaluate
+from worldmodels.report.evaluate import evaluate
 from worldmodels.run.runs import load_run
 from worldmodels.run.train import Trainer
 
@@ -74,7 +74,7 @@ def test_pets_cli_train_resume_eval(tmp_path, capsys):
 
 
 def test_bench_planners_writes_the_latency_table(tmp_path):
-    from worldmodels.run.bench import bench_planners
+    from worldmodels.report.bench import bench_planners
 
     small = PlanConfig(horizon=4, population=20, iterations=2, elites=4, simulations=4, policy_samples=2)
     result = bench_planners(decisions=1, plan=small)

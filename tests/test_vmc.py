@@ -10,17 +10,17 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from worldmodels.agents.dream_env import DreamEnv, DreamVecEnv
 from worldmodels.agents.vmc import ControllerShape, controller_act
-from worldmodels.behavior.cmaes import CMAES
 from worldmodels.cli import main
 from worldmodels.models.mdnrnn import MDNRNN
 from worldmodels.models.vae import ConvVAE
 from worldmodels.nn.dists import mdn_log_prob, mdn_sample
+from worldmodels.report.frame_metrics import ssim
 from worldmodels.run import checkpoint
-from worldmodels.run.frame_metrics import ssim
 from worldmodels.run.logger import read_metrics
-from worldmodels.run.workers import ResilientPool
+from worldmodels.vmc.cmaes import CMAES
+from worldmodels.vmc.dream_env import DreamEnv, DreamVecEnv
+from worldmodels.vmc.workers import ResilientPool
 
 # Every stage at toy size on a 64x64 pixel env (tests/toy_envs.py: DodgeEnv).
 TINY = [
@@ -111,8 +111,8 @@ def test_done_threshold_calibration_matches_the_real_random_survival():
     """Bisection on the done threshold: the random policy's mean dream length lands on the target."""
     from types import SimpleNamespace
 
-    from worldmodels.run.fitness import calibrate_done_threshold, random_dream_episodes
     from worldmodels.specs import ActionSpec
+    from worldmodels.vmc.fitness import calibrate_done_threshold, random_dream_episodes
 
     torch.manual_seed(0)
     rnn = MDNRNN(4, 3, units=16, mixtures=2)

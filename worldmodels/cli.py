@@ -10,7 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BLOCKS, VMC_RETRAINABLE, VMC_STAGES, Config, PlanConfig, resolve, validate
+from .config import (
+    BLOCKS,
+    CONTROLLERS,
+    OBJECTIVES,
+    OBS_MODES,
+    SIZES,
+    VMC_RETRAINABLE,
+    VMC_STAGES,
+    Config,
+    PlanConfig,
+    range_text,
+    resolve,
+    validate,
+)
 from .errors import RunConfigError, WorldModelsError
 from .registry import AGENTS, FAMILIES, PLANNERS
 
@@ -44,15 +57,16 @@ def _add_dataclass_flags(
         name = prefix + f.name
         default = f.default
         kind = type(default)
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        fits = range_text(f.metadata)
+        help_text = f"{f.metadata.get('help', '')} (default: {default}{'; ' + fits if fits else ''})"
         if kind is bool:
             parser.add_argument(
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
             )
         else:
             metavar = {int: "N", float: "X", str: "S"}[kind]
-            if name in choices:
-                metavar = "{" + ",".join(choices[name]) + "}"
+            if name in choices or name in ALTERNATIVES:
+                metavar = "{" + ",".join(choices.get(name) or ALTERNATIVES[name]) + "}"
             parser.add_argument(
                 _flag(name),
                 dest=name,
@@ -175,6 +189,15 @@ def _choices() -> dict[str, list[str]]:
     return {"agent": AGENTS.names(), "planner": ["auto", *PLANNERS.names()]}
 
 
+# Fields with a fixed set of values: shown in --help, checked by config.validate (which says what fits).
+ALTERNATIVES = {
+    "obs": OBS_MODES,
+    "size": tuple(SIZES),
+    "plan.objective": OBJECTIVES,
+    "plan.controller": CONTROLLERS,
+}
+
+
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain", "env_kwarg_list"}
     given = {k: v for k, v in vars(args).items() if k not in skip}
@@ -266,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .run.evaluate import evaluate
+    from .report.evaluate import evaluate
     from .run.runs import load_run
 
     result = evaluate(
@@ -282,7 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_dream(args: argparse.Namespace) -> int:
-    from .run.dream import dream
+    from .report.dream import dream
     from .run.runs import load_run
 
     m = dream(
@@ -305,7 +328,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .run.plan import plan_episodes
+    from .report.plan import plan_episodes
     from .run.runs import load_run
 
     r = plan_episodes(
@@ -332,7 +355,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .run.bench import bench_planners
+    from .report.bench import bench_planners
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,7 +26,7 @@ class Agent(nn.Module, ABC):
 
     ``act`` is batched over envs and carries whatever the agent keeps between steps (a latent
     state, a warm-start plan) in ``carry``; ``None`` starts afresh. ``train_step`` takes a replay
-    batch of ``replay_shape = (rows, length)`` sequences in DESIGN.md's time alignment.
+    batch of ``replay_shape = (rows, length)`` sequences in docs/DESIGN.md's time alignment.
     """
 
     obs_spec: ObsSpec

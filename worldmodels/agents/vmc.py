@@ -74,7 +74,7 @@ class VMCCarry(NamedTuple):
 
 class VMC(Agent):
     """V and M (the ``vmc`` family) and a controller evolved by CMA-ES. The staged pipeline of
-    ``run/vmc.py`` trains it; :meth:`train_step` is not how it learns."""
+    ``vmc/stages.py`` trains it; :meth:`train_step` is not how it learns."""
 
     def __init__(self, world_model: VisionMemory, action_spec: ActionSpec, *, hidden: int = 0, cell: bool = False):
         super().__init__()
@@ -148,7 +148,7 @@ SPEC = AgentSpec(
     default_family="vmc",
     families=("vmc",),
     validate=validate_vmc,
-    train="worldmodels.run.vmc:train_vmc",
+    train="worldmodels.vmc.stages:train_vmc",
     curve="stages",
     no_plan="its controller acts without planning",
     obs_label="frames",

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ReplayWriteError
 
-# Keys every step carries besides the observations (see DESIGN.md for their time alignment).
+# Keys every step carries besides the observations (see docs/DESIGN.md for their time alignment).
 STEP_KEYS = ("action", "reward", "is_first", "is_terminal", "is_last")
 
 

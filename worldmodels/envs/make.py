@@ -1,5 +1,7 @@
 """Making environments from ids: gymnasium ids (``CartPole-v1``, or ``module:Id`` to import the
-module that registers ``Id`` first), or ``suite:task`` for a registered suite (``dmc:walker-walk``)."""
+module that registers ``Id`` first), or ``suite:task`` for a registered suite (``dmc:walker-walk``).
+Ids of known packages that register on import (``ALE/Pong-v5``, ``MiniGrid-Empty-5x5-v0``,
+``VizdoomTakeCover-v1``) import their package first; see :data:`ENV_PROVIDERS`."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 
@@ -70,15 +72,56 @@ def _import_env_module(env_id: str) -> str:
     return name
 
 
-def _register_extra(env_id: str) -> None:
-    """Envs that register on import of their package: ViZDoom's gymnasium wrapper."""
-    if env_id.startswith("Vizdoom") and env_id not in gym.registry:
-        try:
-            import vizdoom.gymnasium_wrapper  # noqa: F401
-        except ImportError as err:
-            raise UnknownEnvError(
-                f"{env_id} needs ViZDoom: pip install -c constraints.txt -e '.[games]' (or pip install vizdoom)"
-            ) from err
+class Provider(NamedTuple):
+    """A package whose import registers a family of gymnasium ids: ``module`` to import, the pip
+    ``package`` to suggest when it is missing, and the project ``extra`` that installs it, if any."""
+
+    module: str
+    package: str
+    extra: str | None = None
+
+
+# Id prefix -> the package that registers those ids on import (gymnasium 1.x does not import them
+# itself). Crafter is not here: its releases register with the old ``gym``, not gymnasium.
+ENV_PROVIDERS: dict[str, Provider] = {
+    "ALE/": Provider("ale_py", "ale-py"),
+    "MiniGrid-": Provider("minigrid", "minigrid"),
+    "BabyAI-": Provider("minigrid", "minigrid"),
+    "Vizdoom": Provider("vizdoom.gymnasium_wrapper", "vizdoom", extra="games"),
+}
+
+
+def _provider_for(env_id: str) -> Provider | None:
+    """The provider whose prefix ``env_id`` starts with (the longest such prefix), else None."""
+    matches = [prefix for prefix in ENV_PROVIDERS if env_id.startswith(prefix)]
+    if not matches:
+        return None
+    return Provider(*ENV_PROVIDERS[max(matches, key=len)])  # plain tuples work too
+
+
+def _import_provider(env_id: str) -> None:
+    """Import the package that registers ``env_id`` (see :data:`ENV_PROVIDERS`) if the id is not
+    registered yet. A missing package is an :class:`UnknownEnvError` naming what to install."""
+    if env_id in gym.registry:
+        return
+    provider = _provider_for(env_id)
+    if provider is None:
+        return
+    try:
+        module = importlib.import_module(provider.module)
+    except ImportError as err:
+        hint = f"pip install {provider.package}"
+        if provider.extra:
+            hint = f"{_install_hint(provider.extra)} (or {hint})"
+        top = provider.module.split(".")[0]
+        missing = isinstance(err, ModuleNotFoundError) and err.name == top
+        detail = "" if missing else f" (importing {provider.module!r} failed: {err})"
+        raise UnknownEnvError(f"{env_id} needs {provider.package}: {hint}{detail}") from err
+    # Importing registers the ids (ale-py >= 0.9 and minigrid do it in their __init__);
+    # gymnasium >= 1.0's register_envs is a no-op kept for packages that expect the call.
+    register_envs = getattr(gym, "register_envs", None)
+    if callable(register_envs):
+        register_envs(module)
 
 
 def _bad_kwargs(env_id: str, env_kwargs: dict, err: Exception) -> EnvKwargsError:
@@ -153,7 +196,7 @@ def make_env(
     else:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control renders without a screen
         gym_id = _import_env_module(env_id)  # "module:Id" -> "Id", its module imported
-        _register_extra(gym_id)
+        _import_provider(gym_id)  # ALE/..., MiniGrid-..., Vizdoom... register on import
         kwargs: dict[str, Any] = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
         try:
             if _renders_rgb(gym_id):

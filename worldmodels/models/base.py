@@ -7,7 +7,7 @@ through these verbs, so each of them is written once for every family. Shapes: `
 
 A family's *state* is its own object (a NamedTuple of tensors with the same leading dims, with a
 ``map(fn)`` method that applies ``fn`` to each); consumers only slice it with ``map`` and hand it
-back. Time alignment follows DESIGN.md: ``prev_action[:, t]`` is the action taken after
+back. Time alignment follows docs/DESIGN.md: ``prev_action[:, t]`` is the action taken after
 ``obs[:, t-1]``, zeros where ``is_first``.
 
 What a family cannot do it says through :attr:`WorldModelBase.capabilities`; the CLI and the
@@ -34,7 +34,7 @@ TEMPERATURE = "temperature"  # open_loop() samples at a temperature (V/M/C's MDN
 
 
 class WorldModelBase(nn.Module, ABC):
-    """The four verbs of DESIGN.md plus what ``wm dream`` and the agents need.
+    """The four verbs of docs/DESIGN.md plus what ``wm dream`` and the agents need.
 
     Subclasses set ``obs_spec``, ``action_dim`` and ``capabilities``.
     """
@@ -121,7 +121,7 @@ class WorldModelBase(nn.Module, ABC):
         self, steps: dict[str, np.ndarray], context: int, horizon: int, *, temperature: float = 1.0
     ) -> dict[str, np.ndarray]:
         """Observe ``context`` steps of a recorded episode ``steps`` (``(T, ...)`` arrays in
-        DESIGN.md's alignment), then imagine up to ``horizon`` more under its actions.
+        docs/DESIGN.md's alignment), then imagine up to ``horizon`` more under its actions.
 
         Returns, per observation key, the model's outputs for steps ``0 .. context+H-1``
         (filtered reconstructions, then predictions; images as floats in [0, 1]), where
@@ -159,5 +159,5 @@ class WorldModelBase(nn.Module, ABC):
 
 
 def prev_actions(action: Tensor) -> Tensor:
-    """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (DESIGN.md)."""
+    """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (docs/DESIGN.md)."""
     return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)

@@ -1,6 +1,6 @@
 """Recurrent state-space model: a GRU deterministic state plus a 32x32 categorical latent.
 
-Time alignment (see DESIGN.md): the state at step t is computed from the state at t-1, the
+Time alignment (see docs/DESIGN.md): the state at step t is computed from the state at t-1, the
 action a_{t-1} taken after seeing obs_{t-1}, and (for the posterior) the embedding of obs_t.
 """
 

@@ -3,7 +3,7 @@
 V (a ConvVAE) encodes each frame to ``z``; M (an MDN-RNN) predicts the next ``z`` as a mixture of
 Gaussians, the reward and whether the episode ends. A state holds ``z_t`` and M's memory
 ``(h_t, c_t)`` *before* ``z_t`` arrives (what the controller sees), so the memory at ``t`` has
-read ``(z_{t-1}, a_{t-1})``. The V/M/C pipeline trains V and M in stages (``run/vmc.py``);
+read ``(z_{t-1}, a_{t-1})``. The V/M/C pipeline trains V and M in stages (``vmc/stages.py``);
 :meth:`VisionMemory.loss` gives the same terms unreduced, for every tool that asks a family for
 its loss.
 """

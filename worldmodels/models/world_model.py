@@ -191,7 +191,7 @@ class WorldModel(WorldModelBase):
     ) -> tuple[dict[str, Tensor], LatentState, dict[str, Tensor]]:
         """Unreduced ``(B, T)`` loss terms keyed by name, the posteriors, and diagnostics.
 
-        ``batch`` follows DESIGN.md's time alignment: ``action[:, t]`` is taken after ``obs[:, t]``,
+        ``batch`` follows docs/DESIGN.md's time alignment: ``action[:, t]`` is taken after ``obs[:, t]``,
         so the model is fed ``prev_action = action[:, t-1]`` (zeros at t=0 and where ``is_first``).
         """
         prev_action = self.prev_actions(batch["action"])

@@ -1,4 +1,4 @@
-"""Planners that never see a model (DESIGN.md): CEM and MPPI optimise a callable objective
+"""Planners that never see a model (docs/DESIGN.md): CEM and MPPI optimise a callable objective
 ``actions (N, H, A) -> scores (N,)``; MCTS searches with step / value / prior callables."""
 
 from .cem import CEM

@@ -1,4 +1,4 @@
-"""Stepping environments and recording steps in DESIGN.md's time alignment.
+"""Stepping environments and recording steps in docs/DESIGN.md's time alignment.
 
 A recorded step ``t`` holds ``obs_t``, ``reward_t`` (received on arriving at ``obs_t``),
 ``is_first_t``, ``is_terminal_t``, ``is_last_t`` and ``action_t`` (taken after seeing ``obs_t``;

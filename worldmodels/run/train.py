@@ -225,7 +225,7 @@ class TrainOptions:
 
 def train_run(cfg: Config, resume: bool, options: TrainOptions) -> int:
     """``wm train`` for agents that learn in the collect -> store -> train loop."""
-    from .finish import finish
+    from ..report.finish import finish
 
     if options.stage:
         raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")

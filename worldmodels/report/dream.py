@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..models.base import TEMPERATURE
+from ..run.collect import Episode, RandomAgent, run_episode
+from ..run.runs import LoadedRun
 from ..specs import IMAGE, VECTOR
 from . import plots
-from .collect import Episode, RandomAgent, run_episode
 from .frame_metrics import psnr, ssim
-from .runs import LoadedRun
 from .video import label, upscale, write_gif, write_video
 
 

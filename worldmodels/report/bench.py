@@ -1,6 +1,6 @@
 """``wm bench planners``: decision latency of every planner on an ensemble and a latent model.
 
-The setting of issue 3: a 5-member ensemble, 500 candidates, horizon 15, 5 iterations, one
+The reference setting: a 5-member ensemble, 500 candidates, horizon 15, 5 iterations, one
 particle per member and candidate; Pendulum's sizes (3-D state, 1-D action), CartPole's for
 MCTS (4-D state, 2 actions). ``cem_linear`` plans the gains of a linear feedback law
 (``--plan.controller linear``) with the same settings. The latent rows use the RSSM of the
@@ -16,9 +16,8 @@ import time
 
 import torch
 
-from ..agents.mpc import make_mpc
-from ..agents.pets import make_pets
 from ..config import Config, EnsembleConfig, ModelConfig, PlanConfig, apply_size
+from ..run.runs import build_agent
 from ..specs import VECTOR, ActionSpec, ObsSpec
 
 CASES = {
@@ -83,8 +82,7 @@ def bench_planners(
                 model=apply_size(ModelConfig(), size),
             )
             obs_spec = ObsSpec(vector=state_dim)
-            make = make_pets if agent_kind == "pets" else make_mpc
-            agent = make(obs_spec, action_spec, cfg).eval()
+            agent = build_agent(cfg, obs_spec, action_spec, device=torch.device("cpu")).eval()
             ms = _decision_ms(agent, state_dim, decisions)
             key = "ms_per_action_bf16" if bf16 else "ms_per_action"
             row[key] = round(statistics.median(ms), 2)

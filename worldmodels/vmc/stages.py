@@ -23,20 +23,20 @@ from PIL import Image
 
 from ..agents.base import optimize
 from ..agents.vmc import VMC
-from ..behavior.cmaes import CMAES
 from ..config import VMC_STAGES, Config
 from ..data.replay import ReplayStore
 from ..data.sequences import sample_windows
 from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
+from ..run import checkpoint
+from ..run.collect import Collector, held_random_policy
+from ..run.logger import MetricsLogger
+from ..run.runs import build_agent, env_kwargs, probe_specs, write_config
+from ..run.train import seed_everything
 from ..specs import IMAGE
-from . import checkpoint
-from .collect import Collector, held_random_policy
+from .cmaes import CMAES
 from .fitness import Fitness, calibrate_done_threshold, init_worker, random_dream_episodes, score
-from .logger import MetricsLogger
-from .runs import build_agent, env_kwargs, probe_specs, write_config
-from .train import seed_everything
 from .workers import ResilientPool
 
 # The counter each stage's metric rows are written against (the x axis of its curve).
@@ -386,7 +386,7 @@ def train_vmc(cfg: Config, resume: bool, options) -> int:
     """``wm train --agent vmc``: the stages in order, or only ``options.stage``."""
     import functools
 
-    from .finish import finish
+    from ..report.finish import finish
 
     if not resume and options.stage not in (None, "collect"):
         raise RunConfigError(

@@ -3,7 +3,7 @@
 Observations are what the controller sees, ``[z, h]`` (or ``[z, h, c]``); an action advances the
 LSTM, the next ``z`` is sampled from the mixture at temperature ``tau``, the reward is the reward
 head's and the episode ends where the done head's logit exceeds ``done_threshold`` (0, the
-paper's rule, unless calibrated: see ``run/vmc.py``) or after ``max_steps``.
+paper's rule, unless calibrated: see ``vmc/stages.py``) or after ``max_steps``.
 Episodes start from latents of real first frames.
 
 :class:`DreamVecEnv` is a gymnasium vector env (next-step autoreset, like gymnasium's own), so a
@@ -19,8 +19,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from ..agents.vmc import controller_features, feature_size
 from ..models.mdnrnn import MDNRNN
-from .vmc import controller_features, feature_size
 
 
 class DreamVecEnv(gym.vector.VectorEnv):

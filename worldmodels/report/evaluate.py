@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from .collect import run_episode
-from .runs import LoadedRun
+from ..run.collect import run_episode
+from ..run.runs import LoadedRun
 from .video import write_video
 
 

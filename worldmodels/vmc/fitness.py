@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..agents.dream_env import DreamVecEnv
 from ..agents.vmc import VMC, controller_act
 from ..config import Config
-from . import checkpoint
-from .collect import held_random_policy, run_episode
-from .runs import build_agent, make_single_env, probe_specs, read_config
+from ..run import checkpoint
+from ..run.collect import held_random_policy, run_episode
+from ..run.runs import build_agent, make_single_env, probe_specs, read_config
+from .dream_env import DreamVecEnv
 
 
 @torch.no_grad()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..agents.base import agent_spec
+from ..run.logger import read_metrics
+from ..run.runs import load_run, read_config
 from . import plots
 from .dream import dream
-from .logger import read_metrics
-from .runs import load_run, read_config
 
 
 def finish(run_dir: Path) -> list[str]:

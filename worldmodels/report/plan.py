@@ -19,10 +19,10 @@ import numpy as np
 
 from ..agents.base import agent_spec
 from ..errors import RunConfigError
+from ..run.collect import run_episode
+from ..run.runs import LoadedRun, build_agent, probe_specs
 from ..specs import VECTOR
 from . import plots
-from .collect import run_episode
-from .runs import LoadedRun, build_agent, probe_specs
 from .video import write_video
 
 
