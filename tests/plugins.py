@@ -139,13 +139,17 @@ def make_toy(task: str, scale: float = 1.0) -> gym.Env:
     return ToySuiteEnv(task, scale)
 
 
+def register_family() -> None:
+    worldmodels.register_family("linear", make_linear, features=True, replace=True)
+
+
 def register() -> None:
     worldmodels.register_family("linear", make_linear, features=True, replace=True)
     worldmodels.register_planner("best_of_random", BestOfRandom, replace=True)
-    worldmodels.register_suite("toy", make_toy, replace=True)
+    worldmodels.register_suite("oned", make_toy, replace=True)
 
 
 def unregister() -> None:
     FAMILIES.unregister("linear")
     PLANNERS.unregister("best_of_random")
-    SUITES.unregister("toy")
+    SUITES.unregister("oned")

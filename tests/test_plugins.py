@@ -39,7 +39,7 @@ def test_plugin_family_trains_evaluates_dreams_resumes_and_plans(tmp_path, regis
 
 def test_plugin_planner_and_suite(tmp_path, registered):
     run = tmp_path / "toy"
-    args = ["train", "--agent", "pets", "--env", "toy:right", "--env-kwarg", "scale=2", "--planner", "best_of_random"]
+    args = ["train", "--agent", "pets", "--env", "oned:right", "--env-kwarg", "scale=2", "--planner", "best_of_random"]
     args += ["--steps", "120", "--prefill", "40", "--plan.population", "16", "--plan.horizon", "4"]
     args += ["--plan.iterations", "2", "--ensemble.batch", "8", "--eval-every", "100", "--eval-episodes", "1"]
     assert main([*args, "--checkpoint-every", "100", "--logdir", str(run), "--quiet", "--threads", "1"]) == 0

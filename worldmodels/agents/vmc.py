@@ -96,7 +96,7 @@ class VMC(Agent):
 
     @property
     def replay_shape(self) -> tuple[int, int]:
-        return (self.world_model.vae.z, 1)  # not used: the stages sample their own batches
+        raise TypeError("the V/M/C stages sample their own batches (frames for V, latent sequences for M)")
 
     def train_step(self, batch):
         raise TypeError("the V/M/C agent trains in stages (wm train --agent vmc), not by train_step")
