@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import worldmodels
-from worldmodels.models.base import DECODES, FEATURES, WorldModelBase
+from worldmodels.models.base import DECODES, FEATURES, WorldModelBase, unroll
 from worldmodels.planning.shooting import ShootingPlanner
 from worldmodels.registry import FAMILIES, PLANNERS, SUITES
 from worldmodels.specs import VECTOR
@@ -61,17 +61,11 @@ class LinearGaussian(WorldModelBase):
         return self.transition(torch.cat([z, action.to(z.dtype)], -1))
 
     def imagine(self, state, policy_or_actions, horizon=None, sample: bool = True):
-        given = isinstance(policy_or_actions, Tensor)
-        horizon = policy_or_actions.shape[1] if given and horizon is None else horizon
-        z, states, taken = state.z, [], []
-        for k in range(horizon):
-            action = policy_or_actions[:, k] if given else policy_or_actions(LinearState(z))
-            z = self._prior(z, action)
-            if sample:
-                z = z + self.noise * torch.randn_like(z)
-            states.append(z)
-            taken.append(action)
-        return LinearState(torch.stack(states, 1)), torch.stack(taken, 1)
+        def step(state: LinearState, action: Tensor) -> LinearState:
+            z = self._prior(state.z, action)
+            return LinearState(z + self.noise * torch.randn_like(z) if sample else z)
+
+        return unroll(state, policy_or_actions, horizon, step)
 
     def advance(self, state, action):
         return LinearState(self._prior(state.z, action))

@@ -274,7 +274,8 @@ def _interrupt(signum, frame):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .agents.base import agent_spec, load_callable
+    from .registry import agent_spec, load_target
+    from .report.finish import finish
     from .run.train import TrainOptions
 
     # SIGTERM (schedulers, preemption, `kill`) and SIGINT (even where a shell started us with it
@@ -284,8 +285,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, resume = resolve_config(args)
     validate(cfg)
     print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
-    options = TrainOptions(quiet=args.quiet, finish=not args.no_finish, stage=args.stage, retrain=args.retrain)
-    return load_callable(agent_spec(cfg.agent).train)(cfg, resume, options)
+    finisher = None if args.no_finish else finish
+    options = TrainOptions(quiet=args.quiet, finish=finisher, stage=args.stage, retrain=args.retrain)
+    return load_target(agent_spec(cfg.agent).train)(cfg, resume, options)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -241,7 +241,7 @@ class Config:
 
     def describe(self) -> str:
         """One line for titles and banners: env, agent, observations and (for sized families) size."""
-        from .agents.base import agent_spec
+        from .registry import agent_spec
 
         spec = agent_spec(self.agent)
         family = self.family or spec.default_family
@@ -305,7 +305,7 @@ def resolve(given: dict[str, Any]) -> Config:
 
     ``given`` is flat: ``{"env": ..., "plan.horizon": 5, "model.deter": 256}``.
     """
-    from .agents.base import agent_spec
+    from .registry import agent_spec
 
     flat = {**agent_spec(given.get("agent", "dreamer")).defaults, **given}
     cfg = dataclasses.replace(Config(), **{k: v for k, v in flat.items() if "." not in k})
@@ -385,8 +385,7 @@ def validate(cfg: Config) -> None:
             f"--capacity {cfg.capacity} cannot hold one sequence of {cfg.seq_len} steps per env "
             f"({cfg.envs} envs); raise it to at least {cfg.seq_len * cfg.envs}"
         )
-    from .agents.base import agent_spec
-    from .registry import PLANNERS
+    from .registry import PLANNERS, agent_spec
 
     spec = agent_spec(cfg.agent)  # an unknown agent names the registered ones
     if cfg.planner != "auto":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,56 @@ PLANNERS.register("mppi", "worldmodels.planning.mppi:MPPI", discrete=False)
 PLANNERS.register("mcts", "worldmodels.planning.mcts:MCTS", discrete=True)
 
 SUITES.register("dmc", "worldmodels.envs.dmc:make_dmc", extra="dmc", spelling="dmc:walker-walk")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent's registry entry: how to build it and how a run of it behaves.
+
+    ``build(obs_spec, action_spec, cfg)`` returns the agent (a ``worldmodels.agents.base.Agent``).
+    ``families``: the world-model families it can learn with (``None``: any family registered with ``features=True``);
+    ``default_family`` is used when ``--model`` is not given. ``defaults``: settings the agent
+    changes from the global defaults unless given on the command line (flat keys, dotted for a
+    block: ``{"plan.horizon": 5}``). ``train``: ``(cfg, resume, options) -> exit code``, the loop a
+    run of it trains with. ``plans_with``: the agent ``wm plan`` acts with on this agent's model
+    (``None``: it cannot plan, and ``no_plan`` says why).
+    """
+
+    build: Callable[..., Any] | str
+    default_family: str
+    families: tuple[str, ...] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    validate: Callable[[Any], None] | None = None
+    train: Callable[..., int] | str = "worldmodels.run.train:train_run"
+    curve: str = "learning"  # learning (returns over env steps) | stages (one panel per stage)
+    plans_with: str | None = None
+    no_plan: str = ""
+    obs_label: str | None = None  # what `describe` calls its observations (None: the --obs mode)
+
+    def check_family(self, cfg) -> str:
+        """The family ``cfg`` asks for, or an error naming those this agent learns with."""
+        family = cfg.family or self.default_family
+        entry = FAMILIES.entry(family)
+        if self.families is not None and family not in self.families:
+            raise ValueError(
+                f"--agent {cfg.agent} learns with the {' or '.join(self.families)} world model; "
+                f"--model {family} does not fit it (leave --model out)"
+            )
+        if self.families is None and not entry.meta.get("features", False):
+            usable = [n for n in FAMILIES.names() if FAMILIES.meta(n).get("features")]
+            raise ValueError(
+                f"--agent {cfg.agent} learns in imagination from latent features, which --model {family} does "
+                f"not give; families that do: {', '.join(usable)}"
+            )
+        return family
+
+
+def agent_spec(name: str) -> AgentSpec:
+    """The registered :class:`AgentSpec` of ``name`` (an unknown name lists the registered ones)."""
+    spec = AGENTS.get(name)
+    if not isinstance(spec, AgentSpec):
+        raise TypeError(f"agent {name!r} is registered with {spec!r}, not an AgentSpec")
+    return spec
 
 
 def register_family(name: str, make: Any, *, features: bool = True, replace: bool = False) -> None:

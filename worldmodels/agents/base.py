@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, RunConfigError
-from ..registry import AGENTS, FAMILIES
+from ..registry import FAMILIES, agent_spec
 from ..specs import ActionSpec, ObsSpec
 
 
@@ -72,56 +71,6 @@ class Agent(nn.Module, ABC):
             opt.load_state_dict(state[k])
 
 
-@dataclass(frozen=True)
-class AgentSpec:
-    """An agent's registry entry: how to build it and how a run of it behaves.
-
-    ``build(obs_spec, action_spec, cfg)`` returns the :class:`Agent`. ``families``: the world-model
-    families it can learn with (``None``: any family registered with ``features=True``);
-    ``default_family`` is used when ``--model`` is not given. ``defaults``: settings the agent
-    changes from the global defaults unless given on the command line (flat keys, dotted for a
-    block: ``{"plan.horizon": 5}``). ``train``: ``(cfg, resume, options) -> exit code``, the loop a
-    run of it trains with. ``plans_with``: the agent ``wm plan`` acts with on this agent's model
-    (``None``: it cannot plan, and ``no_plan`` says why).
-    """
-
-    build: Callable[..., Agent] | str
-    default_family: str
-    families: tuple[str, ...] | None = None
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    validate: Callable[[Any], None] | None = None
-    train: Callable[..., int] | str = "worldmodels.run.train:train_run"
-    curve: str = "learning"  # learning (returns over env steps) | stages (one panel per stage)
-    plans_with: str | None = None
-    no_plan: str = ""
-    obs_label: str | None = None  # what `describe` calls its observations (None: the --obs mode)
-
-    def check_family(self, cfg) -> str:
-        """The family ``cfg`` asks for, or an error naming those this agent learns with."""
-        family = cfg.family or self.default_family
-        entry = FAMILIES.entry(family)
-        if self.families is not None and family not in self.families:
-            raise ValueError(
-                f"--agent {cfg.agent} learns with the {' or '.join(self.families)} world model; "
-                f"--model {family} does not fit it (leave --model out)"
-            )
-        if self.families is None and not entry.meta.get("features", False):
-            usable = [n for n in FAMILIES.names() if FAMILIES.meta(n).get("features")]
-            raise ValueError(
-                f"--agent {cfg.agent} learns in imagination from latent features, which --model {family} does "
-                f"not give; families that do: {', '.join(usable)}"
-            )
-        return family
-
-
-def agent_spec(name: str) -> AgentSpec:
-    """The registered :class:`AgentSpec` of ``name`` (an unknown name lists the registered ones)."""
-    spec = AGENTS.get(name)
-    if not isinstance(spec, AgentSpec):
-        raise TypeError(f"agent {name!r} is registered with {spec!r}, not an AgentSpec")
-    return spec
-
-
 def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Module:
     """The world model of the family ``cfg`` names (``--model``, or the agent's own)."""
     from ..models.base import WorldModelBase
@@ -134,12 +83,6 @@ def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Mod
             "make(obs_spec, action_spec, cfg) must return a subclass of worldmodels.models.base.WorldModelBase"
         )
     return model
-
-
-def load_callable(target: Callable | str) -> Callable:
-    from ..registry import load_target
-
-    return load_target(target)
 
 
 # ------------------------------------------------------------------ the gradient step

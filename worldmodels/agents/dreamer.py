@@ -13,8 +13,9 @@ from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_loss
 from ..behavior.returns import ReturnScale, lambda_returns
 from ..config import DreamerConfig, ModelConfig, validate_dreamer
 from ..models.base import WorldModelBase
+from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
-from .base import Agent, AgentSpec, build_world_model, check_finite, optimize
+from .base import Agent, build_world_model, check_finite, optimize
 
 
 class PolicyCarry(NamedTuple):

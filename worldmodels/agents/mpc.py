@@ -16,8 +16,9 @@ from torch import Tensor
 
 from ..config import Config, validate_mpc
 from ..planning.objectives import discounted_return, summarize
+from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
-from .base import AgentSpec, build_world_model
+from .base import build_world_model
 from .dreamer import Dreamer, make_dreamer
 from .planners import build_planner, is_tree_search, on_device, plan_first_action
 

@@ -35,8 +35,9 @@ from ..config import Config, validate_pets
 from ..models.ensemble import EnsembleMLP, GaussianEnsemble
 from ..planning.feedback import LinearFeedback
 from ..planning.objectives import discounted_return, summarize
+from ..registry import AgentSpec
 from ..specs import VECTOR, ActionSpec, ObsSpec
-from .base import Agent, AgentSpec, build_world_model, optimize
+from .base import Agent, build_world_model, optimize
 from .dreamer import autocast
 from .planners import build_planner, is_tree_search, on_device, plan_feedback, plan_first_action
 

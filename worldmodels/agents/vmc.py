@@ -18,8 +18,9 @@ from ..config import Config, validate_vmc
 from ..models.mdnrnn import MDNRNN, Memory
 from ..models.vae import ConvVAE
 from ..models.vision_memory import VisionMemory
+from ..registry import AgentSpec
 from ..specs import IMAGE, ActionSpec, ObsSpec
-from .base import Agent, AgentSpec, build_world_model
+from .base import Agent, build_world_model
 
 
 class ControllerShape(NamedTuple):

@@ -158,6 +158,31 @@ class WorldModelBase(nn.Module, ABC):
         return torch.device("cpu")
 
 
+def unroll(
+    state: Any,
+    policy_or_actions: Callable[[Any], Tensor] | Tensor,
+    horizon: int | None,
+    step: Callable[[Any, Tensor], Any],
+) -> tuple[Any, Tensor]:
+    """The loop of :meth:`WorldModelBase.imagine` for families whose state is a NamedTuple of
+    tensors: ``step(state (B,), action (B, A)) -> next state``, under a policy or actions
+    ``(B, H, A)``; returns the states ``(B, H)`` stacked field by field and the actions."""
+    given = isinstance(policy_or_actions, Tensor)
+    if given:
+        if policy_or_actions.dim() != 3:
+            raise ValueError(f"actions must be (B, H, A), got {tuple(policy_or_actions.shape)}")
+        horizon = policy_or_actions.shape[1] if horizon is None else horizon
+    elif horizon is None:
+        raise ValueError("imagine with a policy needs a horizon")
+    states, taken = [], []
+    for k in range(horizon):
+        action = policy_or_actions[:, k] if given else policy_or_actions(state)
+        state = step(state, action)
+        states.append(state)
+        taken.append(action)
+    return type(state)(*(torch.stack(x, 1) for x in zip(*states))), torch.stack(taken, 1)
+
+
 def prev_actions(action: Tensor) -> Tensor:
     """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (docs/DESIGN.md)."""
     return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..specs import VECTOR, ActionSpec, ObsSpec
-from .base import DECODES, UNCERTAINTY, WorldModelBase
+from .base import DECODES, UNCERTAINTY, WorldModelBase, unroll
 
 
 class EnsembleLinear(nn.Module):
@@ -214,21 +214,14 @@ class GaussianEnsemble(WorldModelBase):
 
     def imagine(self, state: EnsembleState, policy_or_actions, horizon: int | None = None, sample: bool = True):
         """Trajectory sampling from ``state (B,)``: row ``b`` keeps member ``b % K``."""
-        given = isinstance(policy_or_actions, Tensor)
-        if given:
-            horizon = policy_or_actions.shape[1] if horizon is None else horizon
-        elif horizon is None:
-            raise ValueError("imagine with a policy needs a horizon")
-        states, taken = [], []
-        for k in range(horizon):
-            action = policy_or_actions[:, k] if given else policy_or_actions(state)
+
+        def step(state: EnsembleState, action: Tensor) -> EnsembleState:
             nxt, reward, cont = self.step(
                 self._all_members(state.obs[:, None]), self._all_members(action.float()[:, None]), sample=sample
             )
-            state = EnsembleState(self._member_rows(nxt), self._member_rows(reward), self._member_rows(cont))
-            states.append(state)
-            taken.append(action)
-        return EnsembleState(*(torch.stack(x, 1) for x in zip(*states))), torch.stack(taken, 1)
+            return EnsembleState(self._member_rows(nxt), self._member_rows(reward), self._member_rows(cont))
+
+        return unroll(state, policy_or_actions, horizon, step)
 
     def advance(self, state: EnsembleState, action: Tensor) -> EnsembleState:
         """The contract's deterministic step: the members' mean prediction."""

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..specs import IMAGE, ActionSpec, ObsSpec
-from .base import DECODES, TEMPERATURE, WorldModelBase, prev_actions
+from .base import DECODES, TEMPERATURE, WorldModelBase, prev_actions, unroll
 from .mdnrnn import MDNRNN
 from .vae import ConvVAE
 
@@ -76,18 +76,7 @@ class VisionMemory(WorldModelBase):
         return VMState(*(torch.stack(x, 1) for x in zip(*states)))
 
     def imagine(self, state: VMState, policy_or_actions, horizon: int | None = None, sample: bool = True):
-        given = isinstance(policy_or_actions, Tensor)
-        if given:
-            horizon = policy_or_actions.shape[1] if horizon is None else horizon
-        elif horizon is None:
-            raise ValueError("imagine with a policy needs a horizon")
-        states, taken = [], []
-        for k in range(horizon):
-            action = policy_or_actions[:, k] if given else policy_or_actions(state)
-            state = self._advance(state, action, None, sample)
-            states.append(state)
-            taken.append(action)
-        return VMState(*(torch.stack(x, 1) for x in zip(*states))), torch.stack(taken, 1)
+        return unroll(state, policy_or_actions, horizon, lambda s, a: self._advance(s, a, None, sample))
 
     def advance(self, state: VMState, action: Tensor) -> VMState:
         return self._advance(state, action, None, sample=False)

@@ -4,6 +4,6 @@
 from .cem import CEM
 from .mcts import MCTS
 from .mppi import MPPI
-from .shooting import ShootingPlanner, make_planner
+from .shooting import ShootingPlanner
 
-__all__ = ["CEM", "MCTS", "MPPI", "ShootingPlanner", "make_planner"]
+__all__ = ["CEM", "MCTS", "MPPI", "ShootingPlanner"]

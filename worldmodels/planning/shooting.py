@@ -153,14 +153,3 @@ class ShootingPlanner:
                 "not finite. Check the checkpoint (retrain or resume from checkpoint.prev.pt) and its inputs."
             )
         return scores
-
-
-def make_planner(name: str, action_dim: int, **kwargs) -> ShootingPlanner:
-    """``"cem"`` or ``"mppi"`` by name (MCTS has its own interface: see :class:`MCTS`)."""
-    from .cem import CEM
-    from .mppi import MPPI
-
-    planners = {"cem": CEM, "mppi": MPPI}
-    if name not in planners:
-        raise PlannerConfigError(f"unknown shooting planner {name!r}; choose one of {', '.join(planners)}")
-    return planners[name](action_dim, **kwargs)

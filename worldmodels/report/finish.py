@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..agents.base import agent_spec
+from ..registry import agent_spec
 from ..run.logger import read_metrics
 from ..run.runs import load_run, read_config
 from . import plots

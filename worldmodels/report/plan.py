@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from ..agents.base import agent_spec
 from ..errors import RunConfigError
+from ..registry import agent_spec
 from ..run.collect import run_episode
 from ..run.runs import LoadedRun, build_agent, probe_specs
 from ..specs import VECTOR

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from ..agents.base import Agent, agent_spec, load_callable
+from ..agents.base import Agent
 from ..config import Config, resolve_device
 from ..config import env_kwargs as parse_env_kwargs
 from ..envs.adapter import ModelEnv
 from ..envs.make import make_env
 from ..errors import RunConfigError
+from ..registry import agent_spec, load_target
 from ..specs import ActionSpec, ObsSpec
 from . import checkpoint
 
@@ -64,7 +65,7 @@ def probe_specs(cfg: Config) -> tuple[ObsSpec, ActionSpec]:
 
 def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec, device: torch.device | None = None) -> Agent:
     """The registered agent ``cfg.agent`` names, on ``device`` (default: ``cfg.device`` resolved)."""
-    agent = load_callable(agent_spec(cfg.agent).build)(obs_spec, action_spec, cfg)
+    agent = load_target(agent_spec(cfg.agent).build)(obs_spec, action_spec, cfg)
     return agent.to(resolve_device(cfg.device) if device is None else device)
 
 

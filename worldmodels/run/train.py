@@ -6,6 +6,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,15 +219,14 @@ class TrainOptions:
     """How ``wm train`` runs, beside the run's config: output, and the staged pipelines' flags."""
 
     quiet: bool = False
-    finish: bool = True  # write the learning curve and a dream at the end
+    # Writes what a finished run leaves to look at (report/finish.py), given by the CLI; None: nothing.
+    finish: Callable[[Path], list[str]] | None = None
     stage: str | None = None  # V/M/C: run only this stage
     retrain: bool = False  # V/M/C: start --stage over
 
 
 def train_run(cfg: Config, resume: bool, options: TrainOptions) -> int:
     """``wm train`` for agents that learn in the collect -> store -> train loop."""
-    from ..report.finish import finish
-
     if options.stage:
         raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")
     tty = sys.stderr.isatty()
@@ -235,7 +235,7 @@ def train_run(cfg: Config, resume: bool, options: TrainOptions) -> int:
     )
     c = trainer.train()
     print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
-    if options.finish:
-        for path in finish(Path(cfg.logdir)):
+    if options.finish is not None:
+        for path in options.finish(Path(cfg.logdir)):
             print(f"wrote {path}")
     return 0

@@ -386,8 +386,6 @@ def train_vmc(cfg: Config, resume: bool, options) -> int:
     """``wm train --agent vmc``: the stages in order, or only ``options.stage``."""
     import functools
 
-    from ..report.finish import finish
-
     if not resume and options.stage not in (None, "collect"):
         raise RunConfigError(
             f"--stage {options.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
@@ -406,7 +404,7 @@ def train_vmc(cfg: Config, resume: bool, options) -> int:
     times = [f"{k.split('/')[1]} {v / 60:.1f} min" for k, v in c.items() if k.startswith("seconds/")]
     if times:
         print("wall time per stage: " + ", ".join(times))
-    if options.finish and c["rnn_steps"]:
-        for path in finish(Path(cfg.logdir)):
+    if options.finish is not None and c["rnn_steps"]:
+        for path in options.finish(Path(cfg.logdir)):
             print(f"wrote {path}")
     return 0
