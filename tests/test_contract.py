@@ -169,5 +169,9 @@ def test_checkpoint_moves_between_devices(tmp_path):
     assert agent.device.type == "meta"
     run = wm.load_run(tmp_path / "run", device="cpu")
     assert run.agent.device.type == "cpu"
+    if not torch.cuda.is_available():  # a run trained with --device cuda, opened on a CPU-only machine
+        stored = tmp_path / "run" / "config.json"
+        stored.write_text(stored.read_text().replace('"device": "auto"', '"device": "cuda"'))
+        assert wm.load_run(tmp_path / "run").agent.device.type == "cpu"
     cfg2 = dataclasses.replace(cfg, device="cpu")
     assert build_agent(cfg2, *probe_specs(cfg2)).device.type == "cpu"

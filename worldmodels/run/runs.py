@@ -89,11 +89,14 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
     """Load a run folder for evaluation, dreaming or use from Python, onto ``device`` (default:
-    the run's ``--device``; a run trained on a GPU loads on a CPU-only machine with ``"cpu"``,
-    and ``auto`` means CUDA when available)."""
+    the run's ``--device``, or the CPU where that is a GPU this machine lacks; ``auto`` means
+    CUDA when available)."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
-    target = resolve_device(device or cfg.device)
+    wanted = device or cfg.device
+    if device is None and wanted.startswith("cuda") and not torch.cuda.is_available():
+        wanted = "cpu"  # a run trained on a GPU, looked at on a machine without one
+    target = resolve_device(wanted)
     ckpt = checkpoint.load(run_dir / checkpoint.NAME, map_location=target)
     agent = build_agent(cfg, *probe_specs(cfg), device=target)
     checkpoint.load_agent_state(agent, ckpt, run_dir / checkpoint.NAME)
