@@ -48,6 +48,7 @@ def test_plugin_planner_and_suite(tmp_path, registered):
     assert main(["plan", str(run), "--episodes", "1", "--planner", "best_of_random"]) == 0
     result = json.loads((run / "plan" / "plan.json").read_text())
     assert result["planner"] == "BestOfRandom" and "mean_disagreement" in result
+    assert main(["plan", str(run), "--plan.horizon", "0"]) == 2  # overrides are range-checked too
     # rewards are -2|x - 0.5| per step for 20 steps: the scale reached the env
     assert -2 * 20 * 2.5 <= result["mean_return"] <= 0
 

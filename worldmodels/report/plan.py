@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from ..config import check_ranges
 from ..errors import RunConfigError
 from ..registry import agent_spec
 from ..run.collect import run_episode
@@ -54,6 +55,7 @@ def planning_agent(run: LoadedRun, planner: str | None = None, plan: dict | None
         cfg = dataclasses.replace(cfg, planner=planner)
     if plan:
         cfg = dataclasses.replace(cfg, plan=dataclasses.replace(cfg.plan, **plan))
+    check_ranges(cfg)  # the --plan.* overrides, as `wm train` checks them
     if spec.plans_with != cfg.agent:  # e.g. a Dreamer run plans with its model as latent MPC
         cfg = dataclasses.replace(cfg, agent=spec.plans_with)
     elif planner is None and not plan:
