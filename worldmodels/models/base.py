@@ -133,7 +133,7 @@ class WorldModelBase(nn.Module, ABC):
         seq = {k: torch.as_tensor(v).unsqueeze(0).to(device) for k, v in steps.items()}  # (1, T, ...)
         obs = {k: seq[k][:, :context] for k in self.obs_spec.keys()}
         action = seq["action"].float()
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        prev_action = prev_actions(action)
         posts = self.observe(None, obs, prev_action[:, :context], seq["is_first"][:, :context])
         start = posts.map(lambda x: x[:, -1])
         # action[t] is taken after obs[t]: the first imagined step follows action[context-1].
