@@ -33,6 +33,7 @@ RESUMABLE = {
     "threads",  # how many cores a run uses changes nothing it learns
     "device",  # a run trained on a GPU resumes on a CPU and the other way round
     "steps",
+    "checkpoint_minutes",  # how often a run saves changes nothing it learns
     "vmc.rollouts",
     "vmc.vae_steps",
     "vmc.rnn_steps",

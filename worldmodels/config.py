@@ -210,7 +210,14 @@ class Config:
     eval_episodes: int = _f(5, "episodes per evaluation", ge=1)
     log_every: int = _f(500, "environment steps between metric lines", ge=1)
     checkpoint_every: int = _f(5000, "environment steps between checkpoints", ge=1)
-    deterministic: bool = _f(False, "deterministic torch kernels (slower)")
+    checkpoint_minutes: float = _f(
+        10.0, "minutes between checkpoints, whatever the step count (0: by --checkpoint-every only)", ge=0
+    )
+    deterministic: bool = _f(
+        False,
+        "deterministic kernels and checkpoints at episode starts: a run stopped and resumed equals one that never "
+        "stopped (slower)",
+    )
     threads: int = _f(0, "torch threads (0: all cores, 1 when env workers run)", ge=0)
     max_episode_steps: int = _f(0, "cut episodes at this length (0: env default)", ge=0)
     agent: str = _f(
