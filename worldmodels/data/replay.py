@@ -5,7 +5,10 @@ stream's steps stay contiguous and a sampled sequence never mixes two environmen
 may cross episode boundaries; ``is_first`` tells the model where to reset its state.
 
 Files: ``DIR/chunk-{counter:09d}-s{stream}.npz``, written to a temp name and renamed, in
-collection order. A crash loses at most the chunks still being filled.
+collection order. A crash loses at most the chunks still being filled. Each chunk also records
+where it starts in its stream (``_position``: steps, episodes begun and episodes ended before its
+first step), so the stored replay alone says how far every stream got, evicted chunks included:
+a resumed run counts from it, and continues each stream's episodes past it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import warnings
 import zipfile
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,25 @@ from ..errors import ReplayWriteError
 
 # Keys every step carries besides the observations (see docs/DESIGN.md for their time alignment).
 STEP_KEYS = ("action", "reward", "is_first", "is_terminal", "is_last")
+POSITION = "_position"  # a chunk's place in its stream; not a step key
+SET_ASIDE = "set-aside"  # chunks a deterministic resume took out of the replay
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a stream got: steps written (evicted ones included), episodes begun and ended."""
+
+    steps: int = 0
+    started: int = 0
+    ended: int = 0
+
+    def after(self, arrays: dict[str, np.ndarray]) -> Position:
+        """The position after appending ``arrays`` (``(n, ...)`` per key)."""
+        return Position(
+            self.steps + len(arrays["reward"]),
+            self.started + int(np.sum(arrays["is_first"])),
+            self.ended + int(np.sum(arrays["is_last"])),
+        )
 
 
 def step_bytes(obs_spec, action_spec) -> int:
@@ -33,19 +56,58 @@ def step_bytes(obs_spec, action_spec) -> int:
     return image + vector + 4 * action_spec.dim + 4 + 3
 
 
+def _chunk_name(path: Path) -> tuple[int, int]:
+    """``chunk-{counter}-s{stream}.npz`` -> (counter, stream)."""
+    return int(path.stem.split("-")[1]), int(path.stem.split("-s")[-1])
+
+
+def _position(meta: np.ndarray | None, running: Position) -> Position:
+    """Where a chunk starts: its recorded ``_position``, or (chunks written before positions were
+    recorded) where the stream's previous chunk ended."""
+    if meta is None:
+        return running
+    steps, started, ended = (int(x) for x in np.asarray(meta).reshape(3))
+    return Position(steps, started, ended)
+
+
 class _Ring:
-    """One stream's steps in preallocated arrays, oldest overwritten first."""
+    """One stream's steps in arrays, oldest overwritten first once ``capacity`` steps are held.
+
+    The arrays start small and double as steps arrive (they are linear until the ring is full, so
+    growing is a copy), so a generous ``--capacity`` costs only the memory of what is stored."""
+
+    FIRST_ROWS = 1024
 
     def __init__(self, capacity: int):
         self.capacity, self.size, self.head = capacity, 0, 0  # head: next write position
         self.data: dict[str, np.ndarray] = {}
 
+    @property
+    def rows(self) -> int:
+        """Rows allocated (``capacity`` once the ring is full)."""
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def _reserve(self, needed: int, example: dict[str, np.ndarray]) -> None:
+        """Make room for ``needed`` steps in total (at most ``capacity``), keeping what is held."""
+        needed = min(needed, self.capacity)
+        if self.data and needed <= self.rows:
+            return
+        rows = min(self.capacity, max(needed, 2 * self.rows, self.FIRST_ROWS))
+        shapes = {k: (v.shape[1:], v.dtype) for k, v in self.data.items()} or {
+            k: (np.shape(v), np.asarray(v).dtype) for k, v in example.items()
+        }
+        grown = {k: np.zeros((rows, *shape), dtype) for k, (shape, dtype) in shapes.items()}
+        if self.data:  # not full yet, so the held steps sit at 0 .. size-1 in order
+            for k in grown:
+                grown[k][: self.size] = self.data[k][: self.size]
+        self.data = grown
+        self.head = self.size % rows
+
     def add(self, step: dict[str, np.ndarray]) -> None:
-        if not self.data:
-            self.data = {k: np.zeros((self.capacity, *np.shape(v)), np.asarray(v).dtype) for k, v in step.items()}
+        self._reserve(self.size + 1, step)
         for k, v in step.items():
             self.data[k][self.head] = v
-        self.head = (self.head + 1) % self.capacity
+        self.head = (self.head + 1) % self.rows
         self.size = min(self.size + 1, self.capacity)
 
     def extend(self, arrays: dict[str, np.ndarray]) -> None:
@@ -53,21 +115,20 @@ class _Ring:
         n = len(next(iter(arrays.values())))
         if n == 0:
             return
-        if not self.data:
-            self.add({k: v[0] for k, v in arrays.items()})
-            arrays = {k: v[1:] for k, v in arrays.items()}
-            n -= 1
-        keep = min(n, self.capacity)  # only the newest `capacity` steps survive
-        idx = (self.head + (n - keep) + np.arange(keep)) % self.capacity
+        self._reserve(self.size + n, {k: v[0] for k, v in arrays.items()})
+        rows = self.rows
+        keep = min(n, rows)  # only the newest `rows` steps survive
+        idx = (self.head + (n - keep) + np.arange(keep)) % rows
         for k, v in arrays.items():
             self.data[k][idx] = v[n - keep :]
-        self.head = (self.head + n) % self.capacity
+        self.head = (self.head + n) % rows
         self.size = min(self.size + n, self.capacity)
 
     def indices(self, start: int, length: int) -> np.ndarray:
         """Physical indices of logical positions ``start .. start+length`` (0 = oldest)."""
-        oldest = (self.head - self.size) % self.capacity
-        return (oldest + start + np.arange(length)) % self.capacity
+        rows = self.rows
+        oldest = (self.head - self.size) % rows
+        return (oldest + start + np.arange(length)) % rows
 
 
 class ReplayStore:
@@ -79,6 +140,7 @@ class ReplayStore:
         self.rings = [_Ring(capacity // streams) for _ in range(streams)]
         self.pending: list[list[dict[str, np.ndarray]]] = [[] for _ in range(streams)]
         self.files: list[deque[tuple[Path, int]]] = [deque() for _ in range(streams)]
+        self.positions = [Position() for _ in range(streams)]  # what is on disk, per stream
         self.counter = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -105,13 +167,20 @@ class ReplayStore:
                 self._write(i, self.pending[i])
                 self.pending[i] = []
 
+    @property
+    def started(self) -> list[int]:
+        """Episodes begun per stream, written or pending: the index a stream's next episode takes."""
+        return [p.started + sum(bool(s["is_first"]) for s in q) for p, q in zip(self.positions, self.pending)]
+
     def _write(self, stream: int, steps: list[dict[str, np.ndarray]]) -> None:
         arrays = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
         path = self.directory / f"chunk-{self.counter:09d}-s{stream}.npz"
         tmp = path.with_suffix(".tmp")
+        before = self.positions[stream]
+        meta = {POSITION: np.array([before.steps, before.started, before.ended], np.int64)}
         try:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, **arrays, **meta)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -125,6 +194,7 @@ class ReplayStore:
                 "Free some space, then resume with `wm train --resume RUN`."
             ) from err
         self.counter += 1
+        self.positions[stream] = before.after(arrays)
         self.files[stream].append((path, len(steps)))
         self._evict_files(stream)
 
@@ -136,14 +206,18 @@ class ReplayStore:
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
-        paths = sorted(self.directory.glob("chunk-*.npz"))
-        for path in paths:
+        for tmp in self.directory.glob("chunk-*.tmp"):  # a write a kill cut short; its steps were never counted
+            tmp.unlink(missing_ok=True)
+        for path in sorted(self.directory.glob("chunk-*.npz")):
             try:
-                counter = int(path.stem.split("-")[1])
-                stream = int(path.stem.split("-s")[-1]) % self.streams
+                counter, stream = _chunk_name(path)
+                stream %= self.streams
                 with np.load(path) as data:
                     arrays = {k: data[k] for k in data.files}
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+                at = _position(arrays.pop(POSITION, None), self.positions[stream])
+                if len(arrays["reward"]) == 0:
+                    raise ValueError("the chunk holds no steps")
+            except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile, EOFError) as err:
                 bad = path.with_suffix(".corrupt")
                 path.rename(bad)
                 warnings.warn(
@@ -154,7 +228,35 @@ class ReplayStore:
             self.rings[stream].extend(arrays)
             self.files[stream].append((path, n))
             self._evict_files(stream)
+            self.positions[stream] = at.after(arrays)
             self.counter = max(self.counter, counter + 1)
+
+    @staticmethod
+    def set_aside(directory: str | os.PathLike, keep: list[int]) -> int:
+        """Move every chunk of stream ``i`` that starts at or after step ``keep[i]`` into
+        ``DIR/set-aside/`` (kept, not deleted): the replay then holds what it held when a checkpoint
+        recorded ``keep``. Returns how many chunks moved."""
+        directory = Path(directory)
+        aside, moved = directory / SET_ASIDE, 0
+        positions: dict[int, Position] = {}
+        for path in sorted(directory.glob("chunk-*.npz")):
+            try:
+                _, stream = _chunk_name(path)
+                with np.load(path) as data:
+                    meta = data[POSITION] if POSITION in data.files else None
+                    steps = {k: data[k] for k in ("reward", "is_first", "is_last")}
+                at = _position(meta, positions.get(stream, Position()))
+            except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile, EOFError):
+                continue  # unreadable: the store sets it aside as *.corrupt when it loads
+            positions[stream] = at.after(steps)
+            if stream < len(keep) and at.steps >= keep[stream]:
+                aside.mkdir(exist_ok=True)
+                target = aside / path.name
+                while target.exists():
+                    target = target.with_name(target.stem + "-again.npz")
+                os.replace(path, target)
+                moved += 1
+        return moved
 
     # --------------------------------------------------------------- sample
     def __len__(self) -> int:

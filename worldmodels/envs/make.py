@@ -17,6 +17,7 @@ import gymnasium as gym
 from ..errors import UnknownEnvError
 from ..registry import SUITES
 from .adapter import ModelEnv
+from .seeding import EpisodeSeeds
 
 
 class EnvKwargsError(UnknownEnvError, ValueError):
@@ -220,17 +221,19 @@ def make_env(
     return ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
 
 
-def env_factory(env_id: str, **kwargs) -> Callable[[], ModelEnv]:
-    """A picklable thunk for vector envs."""
-    return _Factory(env_id, kwargs)
+def env_factory(env_id: str, stream: int | None = None, **kwargs) -> Callable[[], gym.Env]:
+    """A picklable thunk for vector envs; with ``stream``, its episodes can be seeded one by one
+    (:class:`~worldmodels.envs.seeding.EpisodeSeeds`)."""
+    return _Factory(env_id, stream, kwargs)
 
 
 class _Factory:
-    def __init__(self, env_id: str, kwargs: dict):
-        self.env_id, self.kwargs = env_id, kwargs
+    def __init__(self, env_id: str, stream: int | None, kwargs: dict):
+        self.env_id, self.stream, self.kwargs = env_id, stream, kwargs
 
-    def __call__(self) -> ModelEnv:
-        return make_env(self.env_id, **self.kwargs)
+    def __call__(self) -> gym.Env:
+        env = make_env(self.env_id, **self.kwargs)
+        return env if self.stream is None else EpisodeSeeds(env, self.stream)
 
 
 def make_vector_env(env_id: str, num: int, **kwargs) -> gym.vector.VectorEnv:
@@ -238,8 +241,9 @@ def make_vector_env(env_id: str, num: int, **kwargs) -> gym.vector.VectorEnv:
 
     Autoreset is gymnasium's next-step mode: the step after an episode ends returns the reset
     observation with reward 0 and ignores the action; the collector stores it as ``is_first``.
+    Env ``i`` is stream ``i`` of :class:`~worldmodels.envs.seeding.EpisodeSeeds`.
     """
-    fns = [env_factory(env_id, **kwargs) for _ in range(num)]
+    fns = [env_factory(env_id, stream=i, **kwargs) for i in range(num)]
     if num == 1:
         return gym.vector.SyncVectorEnv(fns)
     return gym.vector.AsyncVectorEnv(fns, context="spawn")

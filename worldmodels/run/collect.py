@@ -15,23 +15,36 @@ import torch
 
 from ..agents.base import Agent
 from ..envs.adapter import ModelEnv
+from ..envs.seeding import OPTION as EPISODE_SEEDS
 
 ActFn = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
 
 
 class Collector:
-    """Steps a gymnasium vector env (next-step autoreset) and yields aligned records."""
+    """Steps a gymnasium vector env (next-step autoreset) and yields aligned records.
 
-    def __init__(self, env, seed: int):
+    Episode ``k`` of env ``i`` is reset with a seed derived from ``(seed, i, k)``
+    (envs/seeding.py); ``episodes`` gives each env's first index (default 0: a fresh run; a
+    resumed one passes the count its replay holds, so it never plays an episode twice)."""
+
+    def __init__(self, env, seed: int, episodes: list[int] | None = None):
         self.env = env
         n = env.num_envs
-        self.obs, _ = env.reset(seed=seed)
+        first = [0] * n if episodes is None else [int(e) for e in episodes]
+        if len(first) != n:
+            raise ValueError(f"one first episode index per env: {n} envs, got {len(first)}")
+        self.obs, _ = env.reset(options={EPISODE_SEEDS: {"seed": seed, "first": first}})
         self.reward = np.zeros(n, np.float32)
         self.is_first = np.ones(n, bool)
         self.is_terminal = np.zeros(n, bool)
         self.is_last = np.zeros(n, bool)
         self.returns = np.zeros(n, np.float64)
         self.lengths = np.zeros(n, np.int64)
+
+    @property
+    def at_episode_start(self) -> bool:
+        """Every env is at the first step of an episode (nothing of the last one is left to record)."""
+        return bool(np.all(self.is_first))
 
     def step(self, act: ActFn) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
         """Record the current step of every env with the action ``act`` picks, then advance."""

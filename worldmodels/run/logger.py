@@ -15,6 +15,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, tensorboard: bool = True):
         self.path = run_dir / "metrics.jsonl"
+        _end_cut_line(self.path)
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.writer = None
@@ -47,13 +48,32 @@ class MetricsLogger:
         self.counts.clear()
         return row
 
+    def state(self) -> dict[str, dict[str, float]]:
+        """The averages being gathered for the next row (a checkpoint keeps them)."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def restore(self, state: dict | None) -> None:
+        self.sums.clear()
+        self.counts.clear()
+        if state:
+            self.sums.update({k: float(v) for k, v in state["sums"].items()})
+            self.counts.update({k: int(v) for k, v in state["counts"].items()})
+
     def set_aside(self, keys: tuple[str, ...]) -> int:
         """Moves the rows counted by any of ``keys`` (e.g. a retrained stage's ``generation``) from
         metrics.jsonl to metrics.discarded.jsonl, so curves show only what the run now holds and the
         old history is still on disk. Returns how many rows moved."""
+        return self._set_aside(lambda row: any(k in row for k in keys))
+
+    def set_aside_after(self, step: int, key: str = "env_steps") -> int:
+        """Moves the rows past ``step`` of ``key`` (written after the checkpoint a run resumed from:
+        a future it no longer has) to metrics.discarded.jsonl. Returns how many rows moved."""
+        return self._set_aside(lambda row: row.get(key, -1) > step)
+
+    def _set_aside(self, moves) -> int:
         moved, kept = [], []
         for row in read_metrics(self.path.parent):
-            (moved if any(k in row for k in keys) else kept).append(json.dumps(row) + "\n")
+            (moved if moves(row) else kept).append(json.dumps(row) + "\n")
         if not moved:
             return 0
         with open(self.path.with_name("metrics.discarded.jsonl"), "a") as f:
@@ -66,6 +86,15 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _end_cut_line(path: Path) -> None:
+    """A kill mid-write leaves a last line without its newline; end it, so the next row starts a line."""
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

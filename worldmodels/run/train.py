@@ -19,19 +19,25 @@ from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, random_policy, run_episode
+from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
 
 
-def seed_everything(seed: int, deterministic: bool) -> np.random.Generator:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def seed_everything(seed: int, deterministic: bool, salt: int = 0) -> np.random.Generator:
+    """Seed python, numpy and torch from the run's seed; returns the trainer's own generator.
+
+    ``salt`` (the steps a resumed run's replay already holds) starts streams that continue none
+    of those a killed process drew, so a resume does not replay its random actions and batches."""
+    mixed = seed if salt == 0 else int(np.random.SeedSequence([seed, salt]).generate_state(1)[0])
+    random.seed(mixed)
+    np.random.seed(mixed)
+    torch.manual_seed(mixed)
     if deterministic:
         torch.use_deterministic_algorithms(True)
     # A stream of its own: seeded like the env's generator it would replay the env's draws
     # (random prefill actions would copy the env's random events).
-    return np.random.default_rng([seed, 7919])
+    return np.random.default_rng([seed, 7919] if salt == 0 else [seed, 7919, salt])
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -> dict[str, torch.Tensor]:
@@ -42,16 +48,17 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -
 
 
 class Every:
-    """Fires once each time a counter passes the next multiple of ``period``."""
+    """Fires when a counter reaches the next multiple of ``period`` (once, however far it jumped).
+    The multiples are absolute, so a resumed run fires where one that never stopped would."""
 
-    def __init__(self, period: int, first: int):
-        self.period, self.next = period, first
+    def __init__(self, period: int, after: int = 0):
+        self.period = period
+        self.next = (after // period + 1) * period
 
     def due(self, value: int) -> bool:
         if value < self.next:
             return False
-        while self.next <= value:
-            self.next += self.period
+        self.next = (value // self.period + 1) * self.period
         return True
 
 
@@ -67,7 +74,13 @@ class Rate:
 
 
 class Trainer:
-    """Runs one training run in ``cfg.logdir``; ``resume`` continues from its checkpoint."""
+    """Runs one training run in ``cfg.logdir``; ``resume`` continues it from what is on disk.
+
+    The replay is the record of what was collected: a resumed run counts its env steps and
+    episodes from it (docs/DESIGN.md, "Runs that survive anything"), continues each env's
+    episodes past the ones it holds, and takes the agent, optimisers and the training count from
+    the last checkpoint. Only one process at a time may train a run folder (``run/lock.py``).
+    """
 
     def __init__(
         self, cfg: Config, *, resume: bool = False, progress: bool = True, status_lines: bool = False, echo=print
@@ -79,64 +92,157 @@ class Trainer:
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
         # Bad env ids and settings the agent cannot take fail before a run folder is made.
         self.obs_spec, self.action_spec = probe_specs(cfg)
+        self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
-        write_config(self.run_dir, cfg)
-        self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
-        if resume:
-            self._restore()
-        self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
-        self.logger = MetricsLogger(self.run_dir)
+        self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is written
+        try:
+            write_config(self.run_dir, cfg)
+            self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
+            self.logger = MetricsLogger(self.run_dir)
+            ckpt = self._load_checkpoint() if resume else None
+            if resume and cfg.deterministic:
+                self._set_aside_replay(ckpt)
+            self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
+            if resume:
+                self._restore(ckpt)
+        except BaseException:
+            self.close()
+            raise
         self.last_return: float | None = None
+        self.collector: Collector | None = None
+        self.last_save_seconds: float | None = None
 
-    def _restore(self) -> None:
+    def close(self) -> None:
+        """Let another process train this run folder (``train`` does this when it ends)."""
+        self.lock.release()
+
+    def _check_memory(self) -> None:
+        """Refuse a replay that cannot fit in this machine's memory, before it is allocated."""
+        cfg = self.cfg
+        per_step = step_bytes(self.obs_spec, self.action_spec)
+        most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if most > ram:
+            raise RunConfigError(
+                f"the replay would grow to {most / 2**30:,.1f} GiB ({per_step:,} bytes per step), more than this "
+                f"machine's {ram / 2**30:.0f} GiB of memory; pass --capacity {int(ram / 2 / per_step):,} or less"
+            )
+
+    def _load_checkpoint(self) -> dict | None:
         path = self.run_dir / checkpoint.NAME
         if not path.exists() and not (self.run_dir / checkpoint.PREV).exists():
-            self.echo("no checkpoint yet (stopped before the first one): starting from step 0 with the stored replay")
-            return
-        ckpt = checkpoint.load(path, map_location=self.agent.device)
-        checkpoint.load_agent_state(self.agent, ckpt, path)
-        self.agent.load_optimizer_state(ckpt["optimizers"])
-        self.counters.update(ckpt["counters"])
-        checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
+            return None
+        return checkpoint.load(path, map_location=self.agent.device)
+
+    def _set_aside_replay(self, ckpt: dict | None) -> None:
+        """Deterministic mode: the replay goes back to what the checkpoint saw (chunks written after
+        it move to ``replay/set-aside/``), so the run goes on exactly as it did from there."""
+        keep = list(ckpt.get("streams", [])) if ckpt else []
+        keep += [0] * (self.cfg.envs - len(keep))
+        moved = ReplayStore.set_aside(self.run_dir / "replay", keep)
+        if moved:
+            self.echo(
+                f"--deterministic: {moved} replay chunk(s) written after the checkpoint moved to replay/set-aside/, "
+                "so the run continues exactly as it did from its checkpoint"
+            )
+
+    def _restore(self, ckpt: dict | None) -> None:
+        """Counters from the replay, learning from the checkpoint, every RNG stream continued."""
+        cfg, c = self.cfg, self.counters
+        held = self.store.positions
+        steps = sum(p.steps for p in held)
+        saved_at = 0
+        exact = False
+        if ckpt is None:
+            if steps:
+                self.echo(
+                    f"no checkpoint yet (stopped before the first one): the replay's {steps:,} steps count as "
+                    "collected; the agent starts learning again from them"
+                )
+        else:
+            path = self.run_dir / checkpoint.NAME
+            checkpoint.load_agent_state(self.agent, ckpt, path)
+            self.agent.load_optimizer_state(ckpt["optimizers"])
+            c.update(ckpt["counters"])
+            saved_at = int(ckpt["counters"]["env_steps"])
+            exact = list(ckpt.get("streams", [])) == [p.steps for p in held]
+            if cfg.deterministic and not ckpt.get("at_episode_start", False):
+                self.echo(
+                    "warning: this checkpoint was saved mid-episode (on an interrupt), so the resumed run goes on "
+                    "with new episodes and will not match an uninterrupted run bit for bit"
+                )
+        c["agent_steps"] = steps
+        c["env_steps"] = steps * cfg.action_repeat
+        c["episodes"] = sum(p.ended for p in held)
+        if exact:
+            checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
+            self.logger.restore(ckpt.get("logger"))
+        else:  # the replay went on past the checkpoint: fresh streams, never the killed process's draws
+            self.np_rng = seed_everything(cfg.seed, cfg.deterministic, salt=steps)
+            if ckpt is not None:
+                self.echo(
+                    f"checkpoint at {saved_at:,} env steps; the replay went on to {c['env_steps']:,}: those steps are "
+                    f"kept, and the training they were due is done again"
+                )
+        aside = self.logger.set_aside_after(saved_at)
+        if aside:
+            self.echo(f"{aside} metrics row(s) written after the checkpoint moved to metrics.discarded.jsonl")
 
     def save(self) -> Path:
+        """Checkpoint what the run has learned (call after ``store.flush()``, so the replay matches it)."""
+        started = time.perf_counter()
         payload = {
             "agent": self.agent.state_dict(),
             "optimizers": self.agent.optimizer_state(),
             "counters": dict(self.counters),
             "rng": checkpoint.rng_state(self.np_rng),
             "config": self.cfg.to_json(),
+            "streams": [p.steps for p in self.store.positions],  # the replay this checkpoint goes with
+            "logger": self.logger.state(),
+            "at_episode_start": self.collector is not None and self.collector.at_episode_start,
         }
-        return checkpoint.save(self.run_dir, payload)
+        path = checkpoint.save(self.run_dir, payload)
+        self.last_save_seconds = time.perf_counter() - started
+        return path
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict:
-        """Collect, store and train until ``cfg.steps``; checkpoint on the way and at the end."""
+        """Collect, store and train until ``cfg.steps``; checkpoint on the way and at the end.
+
+        A checkpoint is due every ``checkpoint_every`` env steps, every ``checkpoint_minutes`` and
+        when prefill ends; with ``deterministic`` it waits for a step where every env starts an
+        episode, so that a resumed run restarts the envs exactly where they were."""
         cfg, c = self.cfg, self.counters
         self._announce()
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
-        collector = Collector(env, seed=cfg.seed + c["episodes"])
+        self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started)
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
-        first_eval = cfg.eval_every if c["env_steps"] else min(cfg.eval_every, cfg.steps)
-        evals = Every(cfg.eval_every, c["env_steps"] + first_eval)
-        logs = Every(cfg.log_every, c["env_steps"] + cfg.log_every)
-        saves = Every(cfg.checkpoint_every, c["env_steps"] + cfg.checkpoint_every)
+        evals = Every(cfg.eval_every, c["env_steps"])
+        logs = Every(cfg.log_every, c["env_steps"])
+        saves = Every(cfg.checkpoint_every, c["env_steps"])
         rate = Rate(c["env_steps"], c["train_steps"])
+        save_due, last_save = False, time.monotonic()
         try:
             with ProgressBar(cfg.steps, c["env_steps"], self.progress_enabled) as bar:
                 while c["env_steps"] < cfg.steps:
+                    before = c["agent_steps"]
                     self._collect(collector, explore if c["agent_steps"] < cfg.prefill else policy)
                     self._train_due()
                     env_fps, train_fps = rate(c["env_steps"], c["train_steps"])
                     bar.update(c["env_steps"], env_fps, train_fps, self.last_return)
-                    if evals.due(c["env_steps"]):
+                    final = c["env_steps"] >= cfg.steps
+                    if evals.due(c["env_steps"]) or (final and cfg.eval_every > cfg.steps):
                         self.logger.add({"eval/return": self.evaluate(cfg.eval_episodes)})
-                    if logs.due(c["env_steps"]) or c["env_steps"] >= cfg.steps:
+                    if logs.due(c["env_steps"]) or final:
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
                         self._status(self.logger.write(c["env_steps"], fps))
-                    if saves.due(c["env_steps"]):
+                    minutes = (time.monotonic() - last_save) / 60
+                    save_due |= saves.due(c["env_steps"]) or before < cfg.prefill <= c["agent_steps"]
+                    save_due |= 0 < cfg.checkpoint_minutes <= minutes
+                    if save_due and not final and (collector.at_episode_start or not cfg.deterministic):
                         self.store.flush()
                         self.save()
+                        save_due, last_save = False, time.monotonic()
         except KeyboardInterrupt:
             self.store.flush()
             self.save()
@@ -152,8 +258,11 @@ class Trainer:
         finally:
             env.close()
             self.logger.close()
+            if sys.exc_info()[0] is not None:
+                self.close()
         self.store.flush()
         self.save()
+        self.close()
         return dict(c)
 
     def _status(self, row: dict) -> None:
@@ -172,7 +281,7 @@ class Trainer:
         self.echo(f"agent {cfg.describe()} on {self.agent.device}: {self.agent.describe()}")
         per_step = step_bytes(self.obs_spec, self.action_spec)
         self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
-        most = min(cfg.capacity, cfg.steps // cfg.action_repeat) * per_step
+        most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if most > ram / 2:
             fits = int(ram / 2 / per_step)

@@ -32,6 +32,7 @@ from ..models.vae import reconstruction_grid
 from ..run import checkpoint
 from ..run.collect import Collector, held_random_policy
 from ..run.logger import MetricsLogger
+from ..run.lock import RunLock
 from ..run.runs import build_agent, env_kwargs, probe_specs, write_config
 from ..run.train import seed_everything
 from ..specs import IMAGE
@@ -55,6 +56,7 @@ class VMCTrainer:
         self.obs_spec, self.action_spec = probe_specs(cfg)
         self.agent: VMC = build_agent(cfg, self.obs_spec, self.action_spec)
         self.device = self.agent.device
+        self.lock = RunLock(self.run_dir).acquire()  # one writer per run folder
         write_config(self.run_dir, cfg)
         v = cfg.vmc
         self.optimizers = {
@@ -177,8 +179,8 @@ class VMCTrainer:
         if c["episodes"] >= target:
             return
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
-        # Fresh seeds on resume, so a resumed collection does not replay the same episodes.
-        collector = Collector(env, seed=cfg.seed * 1_000_003 + c["episodes"])
+        # Each stream goes on past the episodes its replay holds: a resume never replays one.
+        collector = Collector(env, seed=cfg.seed * 1_000_003, episodes=self.store.started)
         act = held_random_policy(self.action_spec, self.np_rng, cfg.vmc.collect_hold)
         try:
             while c["episodes"] < target:
@@ -393,10 +395,13 @@ def train_vmc(cfg: Config, resume: bool, options) -> int:
         )
     # Flushed, so a log file of a background run shows each stage's progress as it happens.
     echo = (lambda *a: None) if options.quiet else functools.partial(print, flush=True)
-    trainer = VMCTrainer(cfg, resume=resume, echo=echo)
     if options.retrain and not (resume and options.stage):
         raise RunConfigError("--retrain needs --resume RUN and the --stage to start over")
-    c = trainer.train((options.stage,) if options.stage else VMC_STAGES, retrain=options.retrain)
+    trainer = VMCTrainer(cfg, resume=resume, echo=echo)
+    try:
+        c = trainer.train((options.stage,) if options.stage else VMC_STAGES, retrain=options.retrain)
+    finally:
+        trainer.lock.release()
     print(
         f"done: {c['episodes']} episodes collected, VAE {c['vae_steps']} steps, MDN-RNN {c['rnn_steps']} steps, "
         f"{c['generation']} CMA-ES generations"
