@@ -145,6 +145,7 @@ def test_a_typo_leaves_no_run_behind_and_resume_without_checkpoint_restarts(tmp_
     code, run = train(tmp_path, "--env", "wmtest/Cue-v0", "--no-finish", "--checkpoint-every", "100000", steps=120)
     assert code == 0
     (run / "checkpoint.pt").unlink()
+    (run / "checkpoint.prev.pt").unlink()
     assert main(["train", "--resume", str(run), "--steps", "150", "--quiet", "--no-finish"]) == 0
     assert "no checkpoint yet" in capsys.readouterr().out
 

@@ -24,7 +24,7 @@ from .config import (
     resolve,
     validate,
 )
-from .errors import RunConfigError, WorldModelsError
+from .errors import RunConfigError, WorldModelsError, os_error_text
 from .registry import AGENTS, FAMILIES, PLANNERS
 
 # Fields a resumed run may change: how long it runs (for V/M/C: how long each stage runs), its
@@ -203,7 +203,14 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain", "env_kwarg_list"}
     given = {k: v for k, v in vars(args).items() if k not in skip}
     if getattr(args, "env_kwarg_list", None):
-        kwargs = json.loads(given.get("env_kwargs", "{}") or "{}")
+        try:
+            kwargs = json.loads(given.get("env_kwargs", "{}") or "{}")
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--env-kwargs must be a JSON object, got {given['env_kwargs']!r} ({err})") from err
+        if not isinstance(kwargs, dict):
+            raise ValueError(
+                f"--env-kwargs must be a JSON object such as '{{\"g\": 3.0}}', got {given['env_kwargs']!r}"
+            )
         for item in args.env_kwarg_list:
             key, eq, value = item.partition("=")
             if not eq or not key:
@@ -388,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except (WorldModelsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused (a full or read-only disk, a path too long, ...)
+        print(f"error: {os_error_text(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,8 +6,11 @@ Only the CLI and the small ``make_*`` factories read a ``Config``; modules take 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,6 +324,7 @@ def resolve(given: dict[str, Any]) -> Config:
     for name in BLOCKS:
         fields = {k[len(name) + 1 :]: v for k, v in flat.items() if k.startswith(name + ".")}
         blocks[name] = dataclasses.replace(blocks[name], **fields)
+    check_logdir(cfg.logdir)  # before anything asks the file system about it
     return dataclasses.replace(cfg, **blocks)
 
 
@@ -358,6 +362,23 @@ def in_range(value: Any, meta: Any) -> bool:
     return all(check(meta[key]) for key, check in checks.items() if key in meta)
 
 
+INT64 = 2**63  # ints must fit in 64 bits: torch and numpy hold them as int64
+
+
+def _shown(value: Any) -> str:
+    """``repr``-like text of a value for a message, cut short when it is long."""
+    text = value if isinstance(value, numbers.Number) and not isinstance(value, bool) else repr(value)
+    text = str(text)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def _is_infinite(value: Any) -> bool:
+    try:
+        return math.isinf(value)
+    except OverflowError:  # an int too large for a float
+        return True
+
+
 def _numeric_fields(cfg: Config):
     """``(block, field, value)`` for every int and float field of ``cfg`` and of its blocks."""
     blocks = [("", cfg)] + [(name, getattr(cfg, name)) for name in BLOCKS]
@@ -376,13 +397,169 @@ def check_ranges(cfg: Config) -> None:
         if isinstance(value, bool) or not isinstance(value, kind):
             what = "an integer" if f.type == "int" else "a number"
             raise ValueError(f"{name} must be {what} ({f.metadata.get('help', '')}), got {value!r}")
+        fits, about = range_text(f.metadata), f.metadata.get("help", "")
+        if f.type == "int" and not -INT64 <= value < INT64:
+            raise ValueError(f"{name} must be {fits} and below 2**63 ({about}), got {_shown(value)}")
+        if f.type == "float" and _is_infinite(value):
+            raise ValueError(f"{name} must be a finite number {fits} ({about}), got {_shown(value)}")
         if not in_range(value, f.metadata):
-            raise ValueError(f"{name} must be {range_text(f.metadata)} ({f.metadata.get('help', '')}), got {value}")
+            raise ValueError(f"{name} must be {fits} ({about}), got {value}")
 
 
-def validate(cfg: Config) -> None:
-    """Reject settings that cannot work, saying what fits."""
+def check_types(cfg: Config) -> None:
+    """Reject a block that is not its dataclass, or a text or on/off setting of another type (numbers:
+    :func:`check_ranges`)."""
+    for name, cls in BLOCKS.items():
+        if not isinstance(getattr(cfg, name), cls):
+            raise ValueError(f"the {name} block must be a {cls.__name__}, got {_shown(getattr(cfg, name))}")
+    blocks = [("", cfg)] + [(name, getattr(cfg, name)) for name in BLOCKS]
+    for block, obj in blocks:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.type == "str" and not isinstance(value, str):
+                raise ValueError(
+                    f"{flag(block, f.name)} must be text ({f.metadata.get('help', '')}), got {_shown(value)}"
+                )
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(
+                    f"{flag(block, f.name)} must be true or false ({f.metadata.get('help', '')}), got {_shown(value)}"
+                )
+
+
+def check_logdir(logdir: Any) -> None:
+    """A ``--logdir`` the file system can take: not empty, no NUL byte, encodable, not too long.
+
+    Whether it can be written (a file in the way, a read-only disk) is found when the run folder is
+    made (``runs.write_config``)."""
+    fix = "choose another --logdir, e.g. --logdir runs/cartpole"
+    if not isinstance(logdir, str) or not logdir.strip():
+        raise ValueError(f"--logdir must name the run folder; got {_shown(logdir)}: {fix}")
+    if "\x00" in logdir:
+        raise ValueError(f"--logdir {_shown(logdir)} holds a NUL character, which no file name can: {fix}")
+    try:
+        raw = os.fsencode(logdir)
+    except UnicodeError:
+        raise ValueError(
+            f"--logdir {_shown(logdir)} holds characters this system cannot write in a file name: {fix}"
+        ) from None
+    if len(raw) >= 4096 or any(len(part) > 255 for part in raw.split(os.sep.encode())):
+        raise ValueError(
+            f"--logdir {_shown(logdir)} is too long for a path (at most 255 bytes per folder name and 4095 in "
+            f"all): {fix}"
+        )
+
+
+def parse_stored(data: Any) -> Config:
+    """The config a run folder's ``config.json`` holds (parsed JSON), checked key by key.
+
+    Unlike :meth:`Config.from_dict` (which fills in defaults), every key must be there, with no
+    others, and each value must have its field's type; a ``ValueError`` names the first that does not
+    and says what fits.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f'it holds a JSON {_json_kind(data)}, not an object of settings ({{"env": ..., ...}})')
+    data = dict(data)
+    if isinstance(data.get("agent"), dict) and "dreamer" not in data:  # written before planning agents existed
+        data["dreamer"] = data.pop("agent")
+    values = _stored_block(data, Config, "")
+    blocks = {}
+    for name, cls in BLOCKS.items():
+        block = data[name]
+        if not isinstance(block, dict):
+            raise ValueError(
+                f'"{name}" must be a JSON object of {cls.__name__} settings ({{"{dataclasses.fields(cls)[0].name}": '
+                f"...}}), got {_json_kind(block)} {_shown(block)}"
+            )
+        blocks[name] = cls(**_stored_block(block, cls, name + "."))
+    return Config(**values, **blocks)
+
+
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _json_kind(value: Any) -> str:
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _stored_block(data: dict[str, Any], cls: type, prefix: str) -> dict[str, Any]:
+    """The fields of ``cls`` from ``data`` (one block of a stored config), each of its type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0] if len(unknown[0]) <= 60 else unknown[0][:60] + "..."
+        close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+        hint = f' (did you mean "{prefix}{close[0]}"?)' if close else ""
+        raise ValueError(
+            f'unknown key "{prefix}{key}"{hint}: remove it; the keys {cls.__name__} takes are {", ".join(fields)}'
+        )
+    missing = [name for name in fields if name not in data]
+    if missing:
+        default = Config() if cls is Config else cls()
+        many = len(missing) > 1
+        keys = ", ".join(f'"{prefix}{m}"' for m in missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        shown = ", ".join(_default_text(m, getattr(default, m)) for m in missing[:4]) + (
+            ", ..." if len(missing) > 4 else ""
+        )
+        raise ValueError(
+            f"missing key{'s' if many else ''} {keys}: add {'them' if many else 'it'} back (the "
+            f"default{'s' if many else ''}: {shown})"
+        )
+    values = {}
+    for name, f in fields.items():
+        value = data[name]
+        if name not in BLOCKS:
+            _check_stored_type(prefix + name, f, value)
+            values[name] = value
+    return values
+
+
+def _default_text(name: str, value: Any) -> str:
+    """``"name": value`` as JSON, a block shortened to its first few settings."""
+    if dataclasses.is_dataclass(value):
+        items = list(dataclasses.asdict(value).items())
+        inner = ", ".join(f'"{k}": {json.dumps(v)}' for k, v in items[:3])
+        return f'"{name}": {{{inner}{", ..." if len(items) > 3 else ""}}}'
+    return f'"{name}": {json.dumps(value)}'
+
+
+def _check_stored_type(key: str, f: dataclasses.Field, value: Any) -> None:
+    kind = f.type
+    fits = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }.get(kind, True)
+    if fits:
+        return
+    hint = ""
+    if isinstance(value, str) and kind in ("int", "float"):
+        try:
+            number = int(value) if kind == "int" else float(value)
+            hint = f"; write it without quotes: {json.dumps(number)}"
+        except ValueError:
+            pass
+    elif isinstance(value, float) and kind == "int" and value.is_integer() and math.isfinite(value):
+        hint = f"; write it as {int(value)}"
+    elif isinstance(value, str) and kind == "bool" and value.lower() in ("true", "false"):
+        hint = f"; write it without quotes: {value.lower()}"
+    elif kind == "str" and not isinstance(value, (dict, list)) and value is not None:
+        hint = f"; write it in quotes: {json.dumps(json.dumps(value))}"
+    raise ValueError(
+        f'"{key}" must be {_TYPE_WORDS[kind]} ({f.metadata.get("help", "")}), got {_json_kind(value)} '
+        f"{_shown(value)}{hint}"
+    )
+
+
+def validate(cfg: Config, *, device: bool = True) -> None:
+    """Reject settings that cannot work, saying what fits (``device=False``: not whether this
+    machine has the ``--device``, for looking at a run trained elsewhere)."""
+    check_types(cfg)
     check_ranges(cfg)
+    check_logdir(cfg.logdir)
     if cfg.obs not in OBS_MODES:
         raise ValueError(f"--obs must be one of {', '.join(OBS_MODES)}, got {cfg.obs!r}")
     if cfg.size not in SIZES:
@@ -404,7 +581,8 @@ def validate(cfg: Config) -> None:
         if value not in allowed:
             raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
     spec.check_family(cfg)
-    check_device(cfg.device)
+    if device:
+        check_device(cfg.device)
     env_kwargs(cfg)
     if spec.validate is not None:
         spec.validate(cfg)

@@ -17,7 +17,6 @@ import errno
 import os
 import shutil
 import warnings
-import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +216,10 @@ class ReplayStore:
                 at = _position(arrays.pop(POSITION, None), self.positions[stream])
                 if len(arrays["reward"]) == 0:
                     raise ValueError("the chunk holds no steps")
-            except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile, EOFError) as err:
+                end = at.after(arrays)
+            # Any failure to read it (a damaged zip or deflate stream, a missing key, a zip feature
+            # numpy cannot read) means the same: the chunk is unusable and the rest of the replay is not.
+            except Exception as err:
                 bad = path.with_suffix(".corrupt")
                 path.rename(bad)
                 warnings.warn(
@@ -228,7 +230,7 @@ class ReplayStore:
             self.rings[stream].extend(arrays)
             self.files[stream].append((path, n))
             self._evict_files(stream)
-            self.positions[stream] = at.after(arrays)
+            self.positions[stream] = end
             self.counter = max(self.counter, counter + 1)
 
     @staticmethod
@@ -246,9 +248,10 @@ class ReplayStore:
                     meta = data[POSITION] if POSITION in data.files else None
                     steps = {k: data[k] for k in ("reward", "is_first", "is_last")}
                 at = _position(meta, positions.get(stream, Position()))
-            except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile, EOFError):
+                end = at.after(steps)
+            except Exception:
                 continue  # unreadable: the store sets it aside as *.corrupt when it loads
-            positions[stream] = at.after(steps)
+            positions[stream] = end
             if stream < len(keep) and at.steps >= keep[stream]:
                 aside.mkdir(exist_ok=True)
                 target = aside / path.name

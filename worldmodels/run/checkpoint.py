@@ -1,25 +1,32 @@
 """Atomic checkpoints that load without executing code (``torch.load(weights_only=True)``).
 
 A checkpoint holds the agent's parameters and buffers, its optimisers, the run counters, every
-RNG state and the resolved config. It is written to a temp file, fsynced and renamed over the
-old one; the previous checkpoint is kept beside it as ``checkpoint.prev.pt``.
+RNG state and the resolved config, stamped with the checkpoint :data:`FORMAT` and the package
+version that wrote it. It is written to a temp file, fsynced and renamed over the old one; the
+previous checkpoint is kept beside it as ``checkpoint.prev.pt``.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from .. import __version__
+from ..errors import CheckpointError, os_error_text
 
 NAME, PREV = "checkpoint.pt", "checkpoint.prev.pt"
+TMP = NAME + ".tmp"  # written, fsynced, then renamed over NAME
+# The checkpoint layout's version: bump it when what `save` writes can no longer be read the old way.
+# 1: checkpoints without a "format" key (before it was recorded); 2: "format" and "version" added.
+FORMAT = 2
+# What every checkpoint holds (agents add their own keys beside these).
+KEYS = ("agent", "optimizers", "counters", "rng", "config")
 
 
 def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
@@ -44,35 +51,142 @@ def set_rng_state(state: dict[str, Any], np_rng: np.random.Generator) -> None:
 
 
 def save(run_dir: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` atomically as ``run_dir/checkpoint.pt``; keep the previous one."""
-    path, tmp = run_dir / NAME, run_dir / (NAME + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, run_dir / PREV)
-    os.replace(tmp, path)
+    """Write ``payload`` atomically as ``run_dir/checkpoint.pt``, stamped with the checkpoint
+    :data:`FORMAT` and the package version; keep the previous one as ``checkpoint.prev.pt``.
+
+    A failed write (a full or read-only disk) removes its temp file, leaves the existing checkpoint
+    as it was and raises :class:`CheckpointError` saying how to resume.
+    """
+    path, tmp, prev = run_dir / NAME, run_dir / TMP, run_dir / PREV
+    payload = {**payload, "format": FORMAT, "version": __version__}
+    try:
+        tmp.unlink(missing_ok=True)  # a stale one, from a save a kill cut short
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        _remove(tmp)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from err
+        raise
+    try:
+        if path.exists():
+            # The old checkpoint becomes the previous one by a second name, not a move, so that
+            # checkpoint.pt exists at every instant: a kill between two renames leaves a run
+            # that resumes from its newest checkpoint, never from none.
+            prev_tmp = run_dir / (PREV + ".tmp")
+            _remove(prev_tmp)
+            try:
+                os.link(path, prev_tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, prev_tmp)
+            os.replace(prev_tmp, prev)
+        os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        _remove(run_dir / (PREV + ".tmp"))
+        raise _write_error(path, err) from err
+    _fsync_dir(run_dir)
     return path
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, err: OSError) -> CheckpointError:
+    kept = (
+        f"the last checkpoint {path} is kept as it was"
+        if path.exists()
+        else f"no checkpoint was written (a previous one, if any, is {path.parent / PREV})"
+    )
+    return CheckpointError(
+        f"could not write the checkpoint {path}: {os_error_text(err)}. Nothing was half-written: {kept}. "
+        f"Fix that, then continue with `wm train --resume {path.parent}`."
+    )
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file onto ``map_location`` (tensors saved on any device), or raise
-    :class:`CheckpointError` saying what to do."""
+    :class:`CheckpointError` saying what to do: for a missing, unreadable, corrupt or truncated
+    file, one that is not a checkpoint, or one in another :data:`FORMAT`."""
+    path = Path(path)
+    prev = path.parent / PREV
     if not path.exists():
+        if prev.exists() and prev != path:
+            raise CheckpointError(
+                f"no checkpoint at {path}, but the previous one {prev} is there (a save was cut short): "
+                f"`mv {prev} {path}` to continue from it."
+            )
         raise CheckpointError(f"no checkpoint at {path}; train first (`wm train --logdir {path.parent}`)")
+    hint = (
+        f" The previous checkpoint {prev} exists: `mv {prev} {path}` to go back to it."
+        if prev.exists() and prev != path
+        else " Delete it to start the run over (its replay is kept and reloaded)."
+    )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        prev = path.parent / PREV
-        hint = (
-            f" The previous checkpoint {prev} exists: `mv {prev} {path}` to go back to it."
-            if prev.exists() and prev != path
-            else " Delete it to start the run over (its replay is kept and reloaded)."
-        )
+        f = open(path, "rb")
+    except OSError as err:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {os_error_text(err)}.") from err
+    try:
+        with f:
+            ckpt = torch.load(f, map_location=map_location, weights_only=True)
+    except Exception as err:  # garbage makes the unpickler raise almost anything; all mean the same
+        text = str(err).splitlines()[0][:300] if str(err) else ""
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}).{hint}"
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {text}).{hint}"
         ) from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a checkpoint: it holds a {type(ckpt).__name__}, not the dict "
+            f"`wm train` writes.{hint}"
+        )
+    check_format(ckpt, path)
+    missing = [k for k in KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a checkpoint: it lacks {', '.join(map(repr, missing))} "
+            f"(a checkpoint holds {', '.join(KEYS)}).{hint}"
+        )
+    return ckpt
+
+
+def check_format(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint of another :data:`FORMAT`, naming the version that wrote it and this one."""
+    fmt = ckpt.get("format", 1)  # checkpoints written before formats were recorded are format 1
+    if type(fmt) is int and fmt == FORMAT:
+        return
+    version = ckpt.get("version")
+    written = f"worldmodels {version}" if isinstance(version, str) and version else None
+    if written is None:
+        written = "a worldmodels version from before checkpoint formats were recorded (it has no version stamp)"
+        use = "the worldmodels version (or checkout) that trained it"
+    else:
+        use = f"that version (`pip install worldmodels=={version}`)"
+    shown = fmt if type(fmt) is int else repr(fmt)[:40]
+    raise CheckpointError(
+        f"checkpoint {path} is in format {shown}, written by {written}; this is worldmodels {__version__}, "
+        f"which reads format {FORMAT}. Load or resume it with {use}, or train the run again with this one "
+        f"(`wm train --logdir NEW_FOLDER` with the settings in {path.parent / 'config.json'})."
+    )
 
 
 def load_agent_state(agent: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:

@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..errors import RunLockedError
+from ..errors import RunConfigError, RunLockedError, os_error_text
 
 NAME = "lock"
 
@@ -31,8 +31,11 @@ class RunLock:
     def acquire(self) -> RunLock:
         if self.fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RunConfigError(f"cannot write the run folder {self.path.parent}: {os_error_text(err)}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

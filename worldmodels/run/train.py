@@ -129,8 +129,11 @@ class Trainer:
             )
 
     def _load_checkpoint(self) -> dict | None:
-        path = self.run_dir / checkpoint.NAME
-        if not path.exists() and not (self.run_dir / checkpoint.PREV).exists():
+        path, prev = self.run_dir / checkpoint.NAME, self.run_dir / checkpoint.PREV
+        if not path.exists() and prev.exists():
+            self.echo(f"{path.name} is missing: resuming from {prev.name}, the checkpoint before it")
+            path = prev
+        if not path.exists():
             return None
         return checkpoint.load(path, map_location=self.agent.device)
 

@@ -31,8 +31,8 @@ from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..run import checkpoint
 from ..run.collect import Collector, held_random_policy
-from ..run.logger import MetricsLogger
 from ..run.lock import RunLock
+from ..run.logger import MetricsLogger
 from ..run.runs import build_agent, env_kwargs, probe_specs, write_config
 from ..run.train import seed_everything
 from ..specs import IMAGE
