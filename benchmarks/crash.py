@@ -49,6 +49,20 @@ def train_command(run: Path, args, first: bool) -> list[str]:
     ]  # fmt: skip
 
 
+# What each round aims its kill at (the first: a moment early in prefill): a random moment, or the
+# instant a write is under way (its temp file exists), polled every millisecond.
+TARGETS = ("random", "checkpoint write", "random", "chunk write")
+WRITES = {"checkpoint write": ("checkpoint.pt.tmp",), "chunk write": ("replay/chunk-*.tmp",)}
+
+
+def catch_write(proc: subprocess.Popen, run: Path, patterns: tuple[str, ...], deadline: float) -> None:
+    """Return the moment a file matching ``patterns`` appears under ``run`` (or at ``deadline``)."""
+    while proc.poll() is None and time.time() < deadline:
+        if any(any(run.glob(p)) for p in patterns):
+            return
+        time.sleep(0.001)
+
+
 def chunks(run: Path) -> list[tuple[int, int, int, int]]:
     """(stream, start step, steps, counter) of every readable chunk."""
     out = []
@@ -92,7 +106,7 @@ def main() -> None:
     parser.add_argument("--obs", default="pixels")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--prefill", type=int, default=500)
+    parser.add_argument("--prefill", type=int, default=1000, help="long enough that the first kills land in it")
     parser.add_argument("--chunk", type=int, default=32, help="small chunks: writes often, so kills land in them")
     parser.add_argument("--minutes", type=float, default=0.1, help="--checkpoint-minutes of the run")
     parser.add_argument("--train-ratio", type=int, default=16)
@@ -117,8 +131,12 @@ def main() -> None:
         while proc.poll() is None and not any(line.startswith("replay:") for line in lines):
             time.sleep(0.05)  # the run is built and about to collect: from here a kill loses work
         started = time.time()
+        target = "prefill" if i == 0 else TARGETS[i % len(TARGETS)]
         try:
-            proc.wait(timeout=rng.uniform(*args.wait))
+            if target in WRITES:
+                catch_write(proc, run, WRITES[target], deadline=started + args.wait[1])
+            wait = {"random": rng.uniform(*args.wait), "prefill": rng.uniform(0.5, 3.0)}.get(target, 0.001)
+            proc.wait(timeout=wait)
             reader.join()
             failures.append({"round": i, "rc": proc.returncode, "output": "".join(lines)[-2000:]})  # ended by itself
             if proc.returncode == 0:
@@ -128,6 +146,8 @@ def main() -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         killed = time.time()
+        in_checkpoint_write = (run / (checkpoint.NAME + ".tmp")).exists()  # before the replay is read: that
+        in_chunk_write = any((run / "replay").glob("chunk-*.tmp"))  # removes the temp files of cut writes
         ckpt = run / checkpoint.NAME
         last_save = max(ckpt.stat().st_mtime, started) if ckpt.exists() else started
         saved_steps = checkpoint.load(ckpt)["counters"]["env_steps"] if ckpt.exists() else 0
@@ -135,11 +155,12 @@ def main() -> None:
         kills.append(
             {
                 "round": i,
+                "target": target,
                 "startup_s": round(started - launched, 1),
                 "alive_s": round(killed - started, 1),
                 "phase": "prefill" if steps_now < args.prefill else "training",
-                "in_checkpoint_write": (run / (checkpoint.NAME + ".tmp")).exists(),
-                "in_chunk_write": any((run / "replay").glob("chunk-*.tmp")),
+                "in_checkpoint_write": in_checkpoint_write,
+                "in_chunk_write": in_chunk_write,
                 "steps_on_disk_before": before,
                 "steps_on_disk_after": steps_now,
                 "checkpoint_env_steps": saved_steps,
@@ -162,6 +183,7 @@ def main() -> None:
         "chunk": args.chunk,
         "kills": len(kills),
         "kills_by_phase": {p: sum(k["phase"] == p for k in kills) for p in ("prefill", "training")},
+        "kills_by_target": {t: sum(k["target"] == t for k in kills) for t in sorted({"prefill", *TARGETS})},
         "kills_in_checkpoint_write": sum(k["in_checkpoint_write"] for k in kills),
         "kills_in_chunk_write": sum(k["in_chunk_write"] for k in kills),
         "resumes_failed": failures,

@@ -115,3 +115,28 @@ def test_extend_matches_adding_one_by_one():
         ra, rb = a.rings[0], b.rings[0]
         assert (ra.size, ra.head) == (rb.size, rb.head)
         np.testing.assert_array_equal(ra.data["vector"], rb.data["vector"])
+
+
+@pytest.mark.parametrize("fits", [True, False], ids=["allocated at once", "grown by doubling"])
+def test_ring_holds_the_newest_capacity_steps_in_order(monkeypatch, fits):
+    """Random mixes of add and extend against a plain list, whether the ring's arrays are allocated
+    at full capacity (they fit in memory) or grow by doubling (a capacity beyond memory)."""
+    from worldmodels.data import replay
+
+    if not fits:
+        monkeypatch.setattr(replay, "_physical_memory", lambda: 1)
+    rng = np.random.default_rng(0)
+    for capacity in (1, 3, 1000, 1025, 3000):
+        ring, expected, t = replay._Ring(capacity), [], 0
+        for _ in range(40):
+            n = int(rng.integers(0, 400))
+            if rng.random() < 0.5:
+                for i in range(n):
+                    ring.add({"x": np.array(t + i)})
+            else:
+                ring.extend({"x": np.arange(t, t + n)})
+            t += n
+            expected = (expected + list(range(t - n, t)))[-capacity:]
+            held = ring.data["x"][ring.indices(0, ring.size)] if ring.size else []
+            assert list(held) == expected
+        assert ring.rows == capacity or (not fits and ring.rows < capacity)

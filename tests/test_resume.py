@@ -207,3 +207,27 @@ def test_stopped_and_resumed_equals_never_stopped(tmp_path, overrides):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
     assert _rows(straight.run_dir) == _rows(resumed.run_dir)
     assert episodes_in(straight.run_dir) == episodes_in(resumed.run_dir)
+
+
+def test_a_run_folder_copied_mid_write_resumes(tmp_path):
+    """A copy taken while a run was writing holds a lock file (of a process elsewhere), temp files of
+    half-done writes and a chunk cut short: the copy resumes, setting aside only what is damaged."""
+    cfg = tiny_config(tmp_path, env="wmtest/Cue-v0", steps=250, train_ratio=4)
+    Trainer(cfg, progress=False).train()
+    run = tmp_path / "run"
+    (run / "lock").write_text(json.dumps({"pid": 4242, "host": "elsewhere", "since": "earlier"}))
+    (run / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")
+    (run / "replay" / "chunk-000000999-s0.tmp").write_bytes(b"half a chunk")
+    last = sorted((run / "replay").glob("chunk-*.npz"))[-1]
+    last.write_bytes(last.read_bytes()[:50])
+    cfg.steps = 300
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(cfg, resume=True, progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "took over the lock" in messages and "unreadable" in messages
+    assert trainer.counters["env_steps"] == stored_steps(run) < 250  # the cut chunk's steps are not counted
+    trainer.train()
+    assert trainer.counters["env_steps"] == stored_steps(run) == 300
+    assert not list(run.glob("**/*.tmp"))
+    assert len(set(episodes_in(run))) == len(episodes_in(run))

@@ -69,11 +69,17 @@ def _position(meta: np.ndarray | None, running: Position) -> Position:
     return Position(steps, started, ended)
 
 
+def _physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class _Ring:
     """One stream's steps in arrays, oldest overwritten first once ``capacity`` steps are held.
 
-    The arrays start small and double as steps arrive (they are linear until the ring is full, so
-    growing is a copy), so a generous ``--capacity`` costs only the memory of what is stored."""
+    Arrays of ``capacity`` rows are allocated at once where they fit in physical memory: their
+    pages are zero-filled on first touch, so memory grows with what is stored and never holds two
+    copies. A ``capacity`` beyond memory (which the OS would refuse to reserve) starts small and
+    doubles as steps arrive (the arrays are linear until full, so growing is one copy)."""
 
     FIRST_ROWS = 1024
 
@@ -92,6 +98,10 @@ class _Ring:
         if self.data and needed <= self.rows:
             return
         rows = min(self.capacity, max(needed, 2 * self.rows, self.FIRST_ROWS))
+        if not self.data:
+            row_bytes = sum(np.asarray(v).nbytes for v in example.values())
+            if self.capacity * row_bytes <= _physical_memory():
+                rows = self.capacity
         shapes = {k: (v.shape[1:], v.dtype) for k, v in self.data.items()} or {
             k: (np.shape(v), np.asarray(v).dtype) for k, v in example.items()
         }

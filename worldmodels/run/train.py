@@ -282,6 +282,11 @@ class Trainer:
     def _announce(self) -> None:
         cfg = self.cfg
         self.echo(f"agent {cfg.describe()} on {self.agent.device}: {self.agent.describe()}")
+        if cfg.deterministic and cfg.envs > 1:
+            self.echo(
+                f"--deterministic: checkpoints wait for a step where all {cfg.envs} envs start an episode "
+                "(rare if their episodes differ in length; the run always saves at its end and on Ctrl-C)"
+            )
         per_step = step_bytes(self.obs_spec, self.action_spec)
         self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
