@@ -4,6 +4,11 @@ A checkpoint holds the agent's parameters and buffers, its optimisers, the run c
 RNG state and the resolved config, stamped with the checkpoint :data:`FORMAT` and the package
 version that wrote it. It is written to a temp file, fsynced and renamed over the old one; the
 previous checkpoint is kept beside it as ``checkpoint.prev.pt``.
+
+After torch's zip archive comes a 20-byte trailer: a CRC-32 of the archive and its length. Why:
+the archive's own structure catches truncation and most damage, but a flipped bit inside a
+tensor's bytes loads without complaint as a silently wrong weight; the CRC refuses it. (The zip
+reader ignores bytes after the archive, so ``torch.load`` reads the file as it is.)
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,8 @@ TMP = NAME + ".tmp"  # written, fsynced, then renamed over NAME
 # The checkpoint layout's version: bump it when what `save` writes can no longer be read the old way.
 # 1: checkpoints without a "format" key (before it was recorded); 2: "format" and "version" added.
 FORMAT = 2
+TRAILER = b"WMCKSUM1"  # then <I crc32 <Q archive length
+TRAILER_SIZE = len(TRAILER) + 12
 # What every checkpoint holds (agents add their own keys beside these).
 KEYS = ("agent", "optimizers", "counters", "rng", "config")
 
@@ -61,8 +70,14 @@ def save(run_dir: Path, payload: dict[str, Any]) -> Path:
     payload = {**payload, "format": FORMAT, "version": __version__}
     try:
         tmp.unlink(missing_ok=True)  # a stale one, from a save a kill cut short
-        with open(tmp, "wb") as f:
+        with open(tmp, "w+b") as f:
             torch.save(payload, f)
+            f.flush()
+            length = f.tell()
+            f.seek(0)
+            crc = _crc(f, length)
+            f.seek(length)
+            f.write(TRAILER + struct.pack("<IQ", crc, length))
             f.flush()
             os.fsync(f.fileno())
     except BaseException as err:
@@ -148,7 +163,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CheckpointError(f"cannot read the checkpoint {path}: {os_error_text(err)}.") from err
     try:
         with f:
+            _verify_checksum(f, path, hint)
             ckpt = torch.load(f, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as err:  # garbage makes the unpickler raise almost anything; all mean the same
         text = str(err).splitlines()[0][:300] if str(err) else ""
         raise CheckpointError(
@@ -167,6 +185,34 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
             f"(a checkpoint holds {', '.join(KEYS)}).{hint}"
         )
     return ckpt
+
+
+def _crc(f, length: int) -> int:
+    crc, left = 0, length
+    while left:
+        block = f.read(min(left, 1 << 22))
+        if not block:
+            break
+        crc, left = zlib.crc32(block, crc), left - len(block)
+    return crc
+
+
+def _verify_checksum(f, path: Path, hint: str) -> None:
+    """Check the trailer's CRC where there is one (a file written by ``torch.save`` alone has none),
+    then rewind ``f`` for ``torch.load``."""
+    size = f.seek(0, os.SEEK_END)
+    if size >= TRAILER_SIZE:
+        f.seek(size - TRAILER_SIZE)
+        tail = f.read(TRAILER_SIZE)
+        if tail.startswith(TRAILER):
+            crc, length = struct.unpack("<IQ", tail[len(TRAILER) :])
+            f.seek(0)
+            if length != size - TRAILER_SIZE or _crc(f, length) != crc:
+                raise CheckpointError(
+                    f"checkpoint {path} is damaged: its checksum does not match its contents (a disk or copy "
+                    f"error changed some bytes).{hint}"
+                )
+    f.seek(0)
 
 
 def check_format(ckpt: dict[str, Any], path: Path) -> None:
