@@ -110,7 +110,6 @@ class Trainer:
             raise
         self.last_return: float | None = None
         self.collector: Collector | None = None
-        self.last_save_seconds: float | None = None
 
     def close(self) -> None:
         """Let another process train this run folder (``train`` does this when it ends)."""
@@ -193,7 +192,6 @@ class Trainer:
 
     def save(self) -> Path:
         """Checkpoint what the run has learned (call after ``store.flush()``, so the replay matches it)."""
-        started = time.perf_counter()
         payload = {
             "agent": self.agent.state_dict(),
             "optimizers": self.agent.optimizer_state(),
@@ -204,9 +202,7 @@ class Trainer:
             "logger": self.logger.state(),
             "at_episode_start": self.collector is not None and self.collector.at_episode_start,
         }
-        path = checkpoint.save(self.run_dir, payload)
-        self.last_save_seconds = time.perf_counter() - started
-        return path
+        return checkpoint.save(self.run_dir, payload)
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict:
