@@ -124,7 +124,7 @@ def test_ring_holds_the_newest_capacity_steps_in_order(monkeypatch, fits):
     from worldmodels.data import replay
 
     if not fits:
-        monkeypatch.setattr(replay, "_physical_memory", lambda: 1)
+        monkeypatch.setattr(replay, "physical_memory", lambda: 1)
     rng = np.random.default_rng(0)
     for capacity in (1, 3, 1000, 1025, 3000):
         ring, expected, t = replay._Ring(capacity), [], 0

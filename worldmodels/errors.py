@@ -3,6 +3,8 @@
 The CLI prints these without a traceback and exits with status 2.
 """
 
+import errno
+
 
 class WorldModelsError(Exception):
     """Base of every error the library raises on bad input."""
@@ -46,8 +48,6 @@ class RunLockedError(WorldModelsError):
 
 def os_error_text(err: OSError) -> str:
     """What an ``OSError`` from writing a run folder means and how to fix it, in words."""
-    import errno
-
     where = f" ({err.filename})" if err.filename else ""
     reasons = {
         getattr(errno, "EDQUOT", errno.ENOSPC): "the disk quota is used up: free some space",

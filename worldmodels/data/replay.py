@@ -13,7 +13,6 @@ a resumed run counts from it, and continues each stream's episodes past it.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import warnings
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ReplayWriteError
+from ..errors import ReplayWriteError, os_error_text
 
 # Keys every step carries besides the observations (see docs/DESIGN.md for their time alignment).
 STEP_KEYS = ("action", "reward", "is_first", "is_terminal", "is_last")
@@ -69,7 +68,8 @@ def _position(meta: np.ndarray | None, running: Position) -> Position:
     return Position(steps, started, ended)
 
 
-def _physical_memory() -> int:
+def physical_memory() -> int:
+    """Bytes of RAM this machine has."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
@@ -100,7 +100,7 @@ class _Ring:
         rows = min(self.capacity, max(needed, 2 * self.rows, self.FIRST_ROWS))
         if not self.data:
             row_bytes = sum(np.asarray(v).nbytes for v in example.values())
-            if self.capacity * row_bytes <= _physical_memory():
+            if self.capacity * row_bytes <= physical_memory():
                 rows = self.capacity
         shapes = {k: (v.shape[1:], v.dtype) for k, v in self.data.items()} or {
             k: (np.shape(v), np.asarray(v).dtype) for k, v in example.items()
@@ -196,9 +196,8 @@ class ReplayStore:
         except OSError as err:
             tmp.unlink(missing_ok=True)
             free = shutil.disk_usage(self.directory).free / 2**20
-            why = "the disk is full" if err.errno == errno.ENOSPC else str(err)
             raise ReplayWriteError(
-                f"could not write replay chunk {path} ({len(steps)} steps): {why}; {free:.0f} MiB free. "
+                f"could not write replay chunk {path} ({len(steps)} steps): {os_error_text(err)}; {free:.0f} MiB free. "
                 "Earlier chunks and checkpoints are untouched and these steps are still held in memory. "
                 "Free some space, then resume with `wm train --resume RUN`."
             ) from err

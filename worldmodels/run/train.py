@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data.replay import ReplayStore, step_bytes
+from ..data.replay import ReplayStore, physical_memory, step_bytes
 from ..envs.make import make_vector_env
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
@@ -120,7 +119,7 @@ class Trainer:
         cfg = self.cfg
         per_step = step_bytes(self.obs_spec, self.action_spec)
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        ram = physical_memory()
         if most > ram:
             raise RunConfigError(
                 f"the replay would grow to {most / 2**30:,.1f} GiB ({per_step:,} bytes per step), more than this "
@@ -286,7 +285,7 @@ class Trainer:
         per_step = step_bytes(self.obs_spec, self.action_spec)
         self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        ram = physical_memory()
         if most > ram / 2:
             fits = int(ram / 2 / per_step)
             self.echo(
