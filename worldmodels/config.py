@@ -184,6 +184,7 @@ VMC_RETRAINABLE = {
 }  # fmt: skip
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 CONTROLLERS = ("sequence", "linear")
+EVAL_POLICIES = ("greedy", "sampled")
 DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 
 
@@ -210,7 +211,12 @@ class Config:
     capacity: int = _f(1_000_000, "replay capacity in steps (oldest evicted first)", ge=1)
     chunk: int = _f(256, "steps per on-disk replay chunk", ge=1)
     eval_every: int = _f(2500, "environment steps between evaluations", ge=1)
-    eval_episodes: int = _f(5, "episodes per evaluation", ge=1)
+    eval_episodes: int = _f(
+        10,
+        "episodes per evaluation, each from a fresh start state no training episode or earlier evaluation used",
+        ge=1,
+    )
+    eval_policy: str = _f("greedy", "how evaluations act: greedy (the policy's mode) | sampled (as in training)")
     log_every: int = _f(500, "environment steps between metric lines", ge=1)
     checkpoint_every: int = _f(5000, "environment steps between checkpoints", ge=1)
     checkpoint_minutes: float = _f(
@@ -577,6 +583,7 @@ def validate(cfg: Config, *, device: bool = True) -> None:
     for flag, value, allowed in (
         ("--plan.objective", cfg.plan.objective, OBJECTIVES),
         ("--plan.controller", cfg.plan.controller, CONTROLLERS),
+        ("--eval-policy", cfg.eval_policy, EVAL_POLICIES),
     ):
         if value not in allowed:
             raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")

@@ -10,6 +10,7 @@ every env starts an episode resumes with exactly the envs it stopped with.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 import gymnasium as gym
@@ -19,9 +20,55 @@ import numpy as np
 OPTION = "episode_seeds"
 
 
+class Purpose(IntEnum):
+    """What an episode is played for. Each purpose draws its reset seeds from its own quarter of
+    ``[0, 2**32)`` (the top two bits), so the sets are disjoint by construction: no evaluation
+    starts from a state a training episode started from, and ``wm eval`` replays none of the
+    starts the run's own evaluations saw."""
+
+    TRAIN = 0  # training episodes (the collector)
+    EVAL = 1  # evaluations during training
+    REPORT = 2  # wm eval
+    HELD_OUT = 3  # wm dream and wm plan
+
+
+_LOW_BITS = 2**30 - 1
+
+
+def protocol_seed(purpose: Purpose, *key: int) -> int:
+    """The reset seed for ``key`` (e.g. run seed, stream, episode) under ``purpose``: 30 bits of
+    SeedSequence hash below the purpose's two bits. Fits the 32-bit seeds every suite takes."""
+    if any(int(k) < 0 for k in key):
+        raise ValueError(f"seeds are non-negative integers; got {key}")
+    state = int(np.random.SeedSequence([int(purpose), *map(int, key)]).generate_state(1)[0])
+    return int(purpose) << 30 | state & _LOW_BITS
+
+
+def seed_purpose(seed: int) -> Purpose:
+    """Which purpose a seed from :func:`protocol_seed` was drawn for."""
+    return Purpose(seed >> 30)
+
+
 def episode_seed(run_seed: int, stream: int, episode: int) -> int:
-    """A 32-bit seed that no other (run seed, stream, episode) shares by construction of SeedSequence."""
-    return int(np.random.SeedSequence([run_seed, stream, episode]).generate_state(1)[0])
+    """The seed of training episode ``episode`` of stream ``stream``."""
+    return protocol_seed(Purpose.TRAIN, run_seed, stream, episode)
+
+
+def evaluation_seeds(run_seed: int, evaluation: int, episodes: int) -> list[int]:
+    """Seeds of the ``episodes`` episodes of a run's ``evaluation``-th evaluation during training:
+    fresh start states at every evaluation, none of them a training episode's."""
+    return [protocol_seed(Purpose.EVAL, run_seed, evaluation, i) for i in range(episodes)]
+
+
+def report_seeds(run_seed: int, eval_seed: int, episodes: int) -> list[int]:
+    """Seeds of ``wm eval --seed eval_seed``: disjoint from training and from in-training evaluations."""
+    return [protocol_seed(Purpose.REPORT, run_seed, eval_seed, i) for i in range(episodes)]
+
+
+def held_out_seeds(tag: int, seed: int, episodes: int) -> list[int]:
+    """Seeds of episodes no training or evaluation played (``wm dream``: tag 0, ``wm plan``: 1).
+    They do not depend on the run's seed, so every run is judged on the same episodes."""
+    return [protocol_seed(Purpose.HELD_OUT, tag, seed, i) for i in range(episodes)]
 
 
 class EpisodeSeeds(gym.Wrapper):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..envs.seeding import held_out_seeds
 from ..models.base import TEMPERATURE
 from ..run.collect import Episode, RandomAgent, run_episode
 from ..run.runs import LoadedRun
@@ -56,8 +57,7 @@ def dream(
     try:
         # Held out: fresh episodes from seeds the training run never used.
         eps = []
-        for i in range(episodes):
-            s = 900_000 + seed * 1000 + i
+        for s in held_out_seeds(0, seed, episodes):
             actor = RandomAgent(run.agent.action_spec, s) if policy == "random" else run.agent
             eps.append(run_episode(env, actor, seed=s, mode=False))
     finally:

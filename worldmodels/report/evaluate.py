@@ -1,37 +1,54 @@
-"""``wm eval``: play episodes with the trained policy; mean ± std return, optional video."""
+"""``wm eval``: play episodes with the trained policy; the returns and the protocol they were
+measured under go to ``RUN/eval.json``, optionally with a video of the first episode."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-
-from ..run.collect import run_episode
+from ..envs.seeding import report_seeds
+from ..run.collect import play_episodes, return_summary
 from ..run.runs import LoadedRun
 from .video import write_video
 
 
 def evaluate(run: LoadedRun, *, episodes: int = 10, video: bool = False, seed: int = 0, mode: bool = True) -> dict:
-    """Writes ``RUN/eval.json`` (and ``RUN/eval.mp4`` with ``video``) and returns the summary."""
+    """Writes ``RUN/eval.json`` (and ``RUN/eval.mp4`` with ``video``) and returns the summary.
+
+    Episode ``i`` starts from the reset seed ``report_seeds(run seed, seed, episodes)[i]``: start
+    states no training episode and no evaluation during training used (envs/seeding.py)."""
     if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+        raise ValueError(f"--episodes must be >= 1 (the episodes to average over), got {episodes}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    seeds = report_seeds(run.config.seed, seed, episodes)
     env = run.make_env()
-    returns, frames = [], []
     try:
-        for i in range(episodes):
-            ep = run_episode(env, run.agent, seed=100_000 + seed * 1000 + i, mode=mode, render=video and i == 0)
-            returns.append(ep.ret)
-            frames += ep.frames
+        played = play_episodes(env, run.agent, seeds, mode=mode, render_first=video)
     finally:
         env.close()
+    returns = [ep.ret for ep in played]
+    stats = return_summary(returns)
     result = {
-        "mean_return": float(np.mean(returns)),
-        "std_return": float(np.std(returns)),
+        "mean_return": stats["mean"],
+        "std_return": stats["std"],
+        "median_return": stats["median"],
+        "min_return": stats["min"],
+        "max_return": stats["max"],
         "episodes": episodes,
         "env_steps": int(run.counters.get("env_steps", 0)),
-        "returns": [float(r) for r in returns],
+        "returns": returns,
+        "lengths": [len(ep) - 1 for ep in played],  # steps taken; an episode's rows include its first observation
+        "protocol": {
+            "policy": "greedy" if mode else "sampled",
+            "start_states": "fresh: reset seeds of wm eval's own, disjoint from training and from in-training "
+            "evaluations (worldmodels.envs.seeding.report_seeds)",
+            "run_seed": run.config.seed,
+            "eval_seed": seed,
+            "reset_seeds": seeds,
+        },
     }
     (run.run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    if video and frames:
+    frames = played[0].frames if video else []
+    if frames:
         result["video"] = str(write_video(run.run_dir / "eval.mp4", frames, fps=30))
     return result

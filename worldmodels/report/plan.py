@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from ..config import check_ranges
+from ..envs.seeding import held_out_seeds
 from ..errors import RunConfigError
 from ..registry import agent_spec
 from ..run.collect import run_episode
@@ -85,8 +86,8 @@ def plan_episodes(
     env = run.make_env()
     eps, frames = [], []
     try:
-        for i in range(episodes):
-            ep = run_episode(env, timed, seed=200_000 + seed * 1000 + i, render=video and i == 0)
+        for i, s in enumerate(held_out_seeds(1, seed, episodes)):
+            ep = run_episode(env, timed, seed=s, render=video and i == 0)
             eps.append(ep)
             frames += ep.frames
     finally:

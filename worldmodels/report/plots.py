@@ -140,3 +140,30 @@ def stage_curves(rows: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def seed_curves(reports: dict[str, dict], path: Path, title: str, threshold: float | None = None) -> Path:
+    """Evaluation return against env steps for each labelled multi-seed report: the IQM over seeds
+    with its 95% bootstrap band, and every seed as a thin line."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (label, rep), color in zip(reports.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        for points in rep["curves"].values():
+            x, y = zip(*points)
+            ax.plot(x, y, color=color, alpha=0.25, lw=0.8)
+        if rep["curve"]:
+            x = [p["env_steps"] for p in rep["curve"]]
+            ax.fill_between(x, [p["ci_low"] for p in rep["curve"]], [p["ci_high"] for p in rep["curve"]],
+                            color=color, alpha=0.2)  # fmt: skip
+            ax.plot(x, [p["iqm"] for p in rep["curve"]], "o-", color=color, ms=3,
+                    label=f"{label} (IQM of {len(rep['seeds'])} seeds, 95% CI)")  # fmt: skip
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", ls="--", lw=1)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -173,3 +173,20 @@ def run_episode(env: ModelEnv, agent: Agent, *, seed: int, mode: bool = True, re
             frames.append(env.render())
     steps = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
     return Episode(steps, total, frames)
+
+
+def play_episodes(env: ModelEnv, agent: Agent, seeds: list[int], *, mode: bool = True, render_first: bool = False):
+    """One episode per seed (the env reset with it); ``render_first`` records the first one's frames."""
+    return [run_episode(env, agent, seed=s, mode=mode, render=render_first and i == 0) for i, s in enumerate(seeds)]
+
+
+def return_summary(returns: list[float]) -> dict[str, float]:
+    """Mean, standard deviation, median, min and max of evaluation returns."""
+    r = np.asarray(returns, dtype=np.float64)
+    return {
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "median": float(np.median(r)),
+        "min": float(r.min()),
+        "max": float(r.max()),
+    }

@@ -15,9 +15,10 @@ import torch
 from ..config import Config
 from ..data.replay import ReplayStore, physical_memory, step_bytes
 from ..envs.make import make_vector_env
+from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
-from .collect import AgentPolicy, Collector, random_policy, run_episode
+from .collect import AgentPolicy, Collector, play_episodes, random_policy, return_summary
 from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
@@ -230,7 +231,7 @@ class Trainer:
                     bar.update(c["env_steps"], env_fps, train_fps, self.last_return)
                     final = c["env_steps"] >= cfg.steps
                     if evals.due(c["env_steps"]) or (final and cfg.eval_every > cfg.steps):
-                        self.logger.add({"eval/return": self.evaluate(cfg.eval_episodes)})
+                        self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
                     if logs.due(c["env_steps"]) or final:
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
                         self._status(self.logger.write(c["env_steps"], fps))
@@ -315,15 +316,19 @@ class Trainer:
             self.logger.add(self.agent.train_step(batch))
             c["train_steps"] += 1
 
-    def evaluate(self, episodes: int) -> float:
-        env = make_single_env(self.cfg)
+    def evaluate(self, index: int) -> dict[str, float]:
+        """Evaluation ``index`` (env steps // eval_every): ``eval_episodes`` episodes from start states
+        of their own (envs/seeding.py), acting as ``eval_policy`` says; metrics ``eval/*``."""
+        cfg = self.cfg
+        env = make_single_env(cfg)
         try:
-            returns = [
-                run_episode(env, self.agent, seed=10_000 + self.cfg.seed * 1000 + i).ret for i in range(episodes)
-            ]
+            seeds = evaluation_seeds(cfg.seed, index, cfg.eval_episodes)
+            episodes = play_episodes(env, self.agent, seeds, mode=cfg.eval_policy == "greedy")
         finally:
             env.close()
-        return float(np.mean(returns))
+        stats = return_summary([ep.ret for ep in episodes])
+        out = {f"eval/return_{k}": v for k, v in stats.items() if k != "mean"}
+        return {"eval/return": stats["mean"], **out, "eval/episodes": len(episodes), "eval/index": index}
 
 
 @dataclass

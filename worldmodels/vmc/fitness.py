@@ -14,8 +14,9 @@ import torch
 
 from ..agents.vmc import VMC, controller_act
 from ..config import Config
+from ..envs.seeding import Purpose, protocol_seed
 from ..run import checkpoint
-from ..run.collect import held_random_policy, run_episode
+from ..run.collect import held_random_policy, play_episodes
 from ..run.runs import build_agent, make_single_env, probe_specs, read_config
 from .dream_env import DreamVecEnv
 
@@ -154,15 +155,17 @@ class Fitness:
                 done_threshold=self.done_threshold,
             )  # fmt: skip
             return out.numpy()
-        return np.array([self.real_return(p, seed, v.rollouts_per_candidate) for p in params_t])
+        # Fitness in the real env is training: its episodes draw training seeds (envs/seeding.py).
+        seeds = [protocol_seed(Purpose.TRAIN, self.cfg.seed, seed, i) for i in range(v.rollouts_per_candidate)]
+        return np.array([self.real_return(p, seeds) for p in params_t])
 
-    def real_return(self, params: torch.Tensor, seed: int, episodes: int) -> float:
-        """Mean return of the controller ``params`` over real episodes (it becomes the agent's controller)."""
+    def real_return(self, params: torch.Tensor, seeds: list[int]) -> float:
+        """Mean return of the controller ``params`` over real episodes, one per seed (it becomes the
+        agent's controller)."""
         if self.env is None:
             self.env = make_single_env(self.cfg)
         self.agent.controller.copy_(params)
-        rets = [run_episode(self.env, self.agent, seed=seed * 1000 + i).ret for i in range(episodes)]
-        return float(np.mean(rets))
+        return float(np.mean([ep.ret for ep in play_episodes(self.env, self.agent, seeds)]))
 
     def close(self) -> None:
         if self.env is not None:

@@ -27,6 +27,7 @@ from ..config import VMC_STAGES, Config
 from ..data.replay import ReplayStore
 from ..data.sequences import sample_windows
 from ..envs.make import make_vector_env
+from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..run import checkpoint
@@ -371,7 +372,7 @@ class VMCTrainer:
                 # is a noisy maximum over the population, the mean's is not.
                 mean = torch.from_numpy(es.mean).float()
                 if es.generation % v.eval_every == 0 or es.generation == v.generations:
-                    real_return = local.real_return(mean, 7_000_000 + es.generation, cfg.eval_episodes)
+                    real_return = local.real_return(mean, evaluation_seeds(cfg.seed, es.generation, cfg.eval_episodes))
                     metrics["eval/return"] = real_return
                     line += f"  real env {real_return:.1f}"
                 self.agent.controller.copy_(mean)
