@@ -55,9 +55,9 @@ class ModelConfig:
     kl_dyn: float = _f(0.5, "scale of KL(sg(post) || prior)", ge=0)
     kl_rep: float = _f(0.1, "scale of KL(post || sg(prior))", ge=0)
     bins: int = _f(255, "two-hot bins of reward and critic heads", ge=2)
-    lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 1e-4)", gt=0)
+    lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 4e-5)", gt=0)
     bf16: bool = _f(False, "world-model update under bfloat16 autocast (1.7x on pixels; losses in fp32)")
-    grad_clip: float = _f(1000.0, "world-model gradient norm clip", gt=0)
+    grad_clip: float = _f(1000.0, "world-model gradient norm clip (with --dreamer.agc 0)", gt=0)
 
 
 @dataclass
@@ -68,13 +68,46 @@ class DreamerConfig:
     gamma: float = _f(0.997, "discount (1 - 1/333)", gt=0, le=1)
     lam: float = _f(0.95, "lambda of lambda-returns", ge=0, le=1)
     entropy: float = _f(3e-4, "actor entropy regulariser scale", ge=0)
-    actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 3e-5)", gt=0)
-    critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 3e-5)", gt=0)
-    grad_clip: float = _f(100.0, "actor and critic gradient norm clip", gt=0)
+    actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 4e-5)", gt=0)
+    critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 4e-5)", gt=0)
+    optimizer: str = _f(
+        "laprop", "laprop (DreamerV3 as published: RMS-normalised momentum) | adam (its first version) for all three"
+    )
+    agc: float = _f(
+        0.3,
+        "adaptive gradient clipping: each tensor's gradient norm at most agc x max(1e-3, its weight norm) "
+        "(DreamerV3: 0.3; 0: clip the global norms to --model.grad-clip and --dreamer.grad-clip instead)",
+        ge=0,
+    )
+    warmup: int = _f(1000, "updates over which laprop's learning rates ramp up linearly from 0 (DreamerV3: 1000)", ge=0)
+    laprop_eps: float = _f(
+        1e-20, "laprop's epsilon (adam uses 1e-8 for the world model, 1e-5 for actor and critic)", gt=0
+    )
+    grad_clip: float = _f(100.0, "actor and critic gradient norm clip (with --dreamer.agc 0)", gt=0)
     slow_critic_fraction: float = _f(0.02, "EMA fraction of the slow critic per update", gt=0, le=1)
     slow_critic_reg: float = _f(1.0, "scale of the pull towards the slow critic", ge=0)
+    slow_targets: bool = _f(
+        False, "bootstrap returns and the baseline from the slow critic (off: from the critic, as DreamerV3)"
+    )
+    replay_value: float = _f(
+        0.3,
+        "scale of the replay value loss: the critic also fits lambda-returns along replayed sequences, "
+        "bootstrapped with the imagined returns (DreamerV3: 0.3; 0: off)",
+        ge=0,
+    )
+    replay_value_grad: bool = _f(True, "the replay value loss also trains the world model's representation (DreamerV3)")
+    actor_grad: str = _f(
+        "reinforce",
+        "how the actor learns: reinforce (score function, DreamerV3) | dynamics (backpropagate the imagined "
+        "return through the world model, Dreamer V1/V2) | mix (--dreamer.actor-grad-mix of reinforce, "
+        "the rest dynamics)",
+    )
+    actor_grad_mix: float = _f(0.5, "share of reinforce in --dreamer.actor-grad mix", ge=0, le=1)
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range", ge=0, lt=1)
-    imag_bf16: bool = _f(True, "imagination and actor-critic updates under bfloat16 autocast")
+    imag_bf16: bool = _f(
+        True,
+        "imagination and actor-critic updates under bfloat16 autocast, where the hardware has bfloat16 (AMX, CUDA)",
+    )
     sparse_imagination: bool = _f(True, "imagine with class indices and gather-based heads (exact; off: dense)")
 
 
@@ -185,6 +218,8 @@ VMC_RETRAINABLE = {
 OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
 CONTROLLERS = ("sequence", "linear")
 EVAL_POLICIES = ("greedy", "sampled")
+OPTIMIZERS = ("laprop", "adam")
+ACTOR_GRADS = ("reinforce", "dynamics", "mix")
 DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 
 
@@ -584,6 +619,8 @@ def validate(cfg: Config, *, device: bool = True) -> None:
         ("--plan.objective", cfg.plan.objective, OBJECTIVES),
         ("--plan.controller", cfg.plan.controller, CONTROLLERS),
         ("--eval-policy", cfg.eval_policy, EVAL_POLICIES),
+        ("--dreamer.optimizer", cfg.dreamer.optimizer, OPTIMIZERS),
+        ("--dreamer.actor-grad", cfg.dreamer.actor_grad, ACTOR_GRADS),
     ):
         if value not in allowed:
             raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")

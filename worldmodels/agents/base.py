@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, RunConfigError
+from ..nn.optim import clip_by_agc_
 from ..registry import FAMILIES, agent_spec
 from ..specs import ActionSpec, ObsSpec
 
@@ -103,13 +104,20 @@ def optimize(
     parameters: Iterable[Tensor] | None = None,
     *,
     clip: float | None = None,
+    agc: float = 0.0,
     check: Mapping[str, Tensor] | None = None,
-) -> None:
+) -> Tensor | None:
     """One gradient step: refuse non-finite terms (``check``, default ``{"loss": loss}``), zero the
-    gradients, backpropagate, clip the gradient norm of ``parameters`` to ``clip``, step."""
+    gradients, backpropagate, clip the gradients of ``parameters`` (adaptively per tensor with
+    ``agc`` > 0, else their global norm to ``clip``), step. Returns the gradient norm before
+    clipping when it clipped (None otherwise)."""
     check_finite({"loss": loss} if check is None else check)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(parameters, clip)
+    norm = None
+    if agc > 0:
+        norm = clip_by_agc_(parameters, agc)
+    elif clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
     optimizer.step()
+    return norm

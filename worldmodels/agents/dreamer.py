@@ -10,12 +10,14 @@ import torch
 from torch import Tensor, nn
 
 from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
-from ..behavior.returns import ReturnScale, lambda_returns
+from ..behavior.returns import ReturnScale, lambda_returns, replay_lambda_returns
 from ..config import DreamerConfig, ModelConfig, validate_dreamer
 from ..models.base import WorldModelBase
+from ..nn.layers import time_slice
+from ..nn.optim import clip_by_agc_, make_optimizer
 from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
-from .base import Agent, build_world_model, check_finite, optimize
+from .base import Agent, build_world_model, check_finite
 
 
 class PolicyCarry(NamedTuple):
@@ -26,13 +28,38 @@ class PolicyCarry(NamedTuple):
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on ``device`` (AMX on CPUs, tensor cores on GPUs), or nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    """bfloat16 autocast on ``device`` where it computes bfloat16 natively (AMX or AVX512-BF16 on
+    CPUs, tensor cores on GPUs), or nothing: elsewhere bfloat16 is emulated, and an AVX2-only CPU
+    takes ~4x longer per Dreamer update with it than without (docs/BENCHMARKS.md)."""
+    if enabled and bf16_native(device.type):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@functools.cache
+def bf16_native(device_type: str) -> bool:
+    """Whether ``device_type`` ("cpu", "cuda") has bfloat16 arithmetic in hardware."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return True  # another accelerator: trust the flag
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:  # not Linux: take the flag at its word
+        return True
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 class Dreamer(Agent):
     """Dreamer (DreamerV3): the world model learns from replay, the actor-critic only in its
-    imagination. Works with any family that gives features (``--model``), through the contract."""
+    imagination. Works with any family that gives features (``--model``), through the contract.
+
+    One update, as the published DreamerV3 takes it: the world-model loss on a replay batch, the
+    actor and critic losses on ``horizon``-step rollouts imagined from every replayed state, and
+    the replay value loss (the critic fits lambda-returns along the replayed sequences), summed
+    and backpropagated once; each of the three parameter sets is clipped and stepped by its own
+    optimiser (LaProp by default). docs/DESIGN.md lists where the defaults depart from DreamerV3.
+    """
 
     def __init__(
         self,
@@ -55,6 +82,15 @@ class Dreamer(Agent):
         slow_critic_fraction: float,
         slow_critic_reg: float,
         return_decay: float,
+        optimizer: str = "laprop",
+        agc: float = 0.3,
+        warmup: int = 1000,
+        laprop_eps: float = 1e-20,
+        slow_targets: bool = False,
+        replay_value: float = 0.3,
+        replay_value_grad: bool = True,
+        actor_grad: str = "reinforce",
+        actor_grad_mix: float = 0.5,
         imag_bf16: bool = False,
         model_bf16: bool = False,
     ):
@@ -70,15 +106,31 @@ class Dreamer(Agent):
         self.slow_critic = SlowCritic(self.critic)
         self.return_scale = ReturnScale(decay=return_decay)
         self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
-        self.model_clip, self.ac_clip = model_clip, ac_clip
-        self.slow_fraction, self.slow_reg = slow_critic_fraction, slow_critic_reg
+        self.clips = {"model": model_clip, "actor": ac_clip, "critic": ac_clip}
+        self.agc = agc
+        self.slow_fraction, self.slow_reg, self.slow_targets = slow_critic_fraction, slow_critic_reg, slow_targets
+        self.replay_value, self.replay_value_grad = replay_value, replay_value_grad
+        if actor_grad not in ("reinforce", "dynamics", "mix"):
+            raise ValueError(f"--dreamer.actor-grad must be reinforce, dynamics or mix, got {actor_grad!r}")
+        # Share of REINFORCE in the actor's objective; the rest backpropagates the return.
+        self.reinforce = {"reinforce": 1.0, "dynamics": 0.0, "mix": actor_grad_mix}[actor_grad]
         self.imag_bf16, self.model_bf16 = imag_bf16, model_bf16
         self._replay_shape = (16, 32)
+        # Adam keeps the epsilons of DreamerV3's first version; LaProp takes its own (1e-20).
+        eps = (
+            {"model": 1e-8, "actor": 1e-5, "critic": 1e-5}
+            if optimizer == "adam"
+            else dict.fromkeys(self.clips, laprop_eps)
+        )
+        lrs = {"model": model_lr, "actor": actor_lr, "critic": critic_lr}
         self.optimizers = {
-            "model": torch.optim.Adam(world_model.parameters(), lr=model_lr, eps=1e-8),
-            "actor": torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5),
-            "critic": torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=1e-5),
+            name: make_optimizer(optimizer, self._params(name), lr=lrs[name], eps=eps[name], warmup=warmup)
+            for name in ("model", "actor", "critic")
         }
+
+    def _params(self, name: str) -> list[nn.Parameter]:
+        module = {"model": self.world_model, "actor": self.actor, "critic": self.critic}[name]
+        return list(module.parameters())
 
     # ---------------------------------------------------------- trainer API
     def configure_replay(self, batch: int, seq_len: int) -> None:
@@ -136,54 +188,117 @@ class Dreamer(Agent):
         assert set(losses) == set(scales), (sorted(losses), sorted(scales))
         terms = {k: v.mean() for k, v in losses.items()}
         model_loss = sum(scales[k] * v for k, v in terms.items())
-        optimize(self.optimizers["model"], model_loss, self.world_model.parameters(), clip=self.model_clip, check=terms)
 
+        B, T = batch["is_first"].shape
         start = posts.map(lambda x: x.detach().reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
-        ac_losses, ac_metrics = self._imagination_losses(start, start_cont)
-        check_finite(ac_losses)  # both, before either network changes
-        optimize(self.optimizers["critic"], ac_losses["critic"], self.critic.parameters(), clip=self.ac_clip, check={})
-        optimize(self.optimizers["actor"], ac_losses["actor"], self.actor.parameters(), clip=self.ac_clip, check={})
+        ac_losses, ac_metrics, first_return = self._imagination_losses(start, start_cont)
+        if self.replay_value > 0:
+            replay_loss = self._replay_value_loss(posts, batch, first_return.reshape(B, T))
+            ac_losses["replay_value"] = replay_loss
+            ac_losses["critic"] = ac_losses["critic"] + self.replay_value * replay_loss
+        check_finite({**terms, **ac_losses})  # every term, before any network changes
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        # The terms touch disjoint parameters but for the replay value loss, which reaches the
+        # world model through the replayed states (DreamerV3's repval_grad): one backward pass.
+        (model_loss + ac_losses["critic"] + ac_losses["actor"]).backward()
+        norms = {}
+        for name, opt in self.optimizers.items():
+            params = self._params(name)
+            if self.agc > 0:
+                norms[name] = clip_by_agc_(params, self.agc)
+            else:
+                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.clips[name])
+            opt.step()
         self.slow_critic.update(self.critic, self.slow_fraction)
 
         out = {f"loss/{k}": v.item() for k, v in terms.items()}
         out.update({f"loss/{k}": v.item() for k, v in ac_losses.items()})
+        out.update({f"grad_norm/{k}": float(v) for k, v in norms.items()})
         out.update({k: float(v) for k, v in {**metrics, **ac_metrics}.items()})
         return out
 
     def _autocast(self, enabled: bool):
         return autocast(self.device, enabled)
 
+    def _full(self, x):
+        """Back to float32 after bfloat16 imagination (other dtypes, e.g. float64 in tests, stay)."""
+        return x.float() if self.imag_bf16 else x
+
+    def _target_critic(self) -> nn.Module:
+        """What bootstraps the returns and gives the baseline: the slow critic or the critic."""
+        return self.slow_critic if self.slow_targets else self.critic
+
     def _imagination_losses(self, start: Any, start_cont: Tensor):
-        """Imagine ``horizon`` steps from every start state ``(N,)``; actor and critic losses."""
+        """Imagine ``horizon`` steps from every start state ``(N,)``: actor and critic losses, their
+        diagnostics, and the imagined return from each start ``(N,)`` (the replay value loss's
+        bootstrap)."""
         wm = self.world_model
-        with torch.no_grad(), self._autocast(self.imag_bf16):
-            policy = functools.partial(self.actor.act, clip=False)
-            feat, actions = wm.imagine_features(start, policy, self.horizon)  # (N, H+1, .)
-            feat = feat.float()
-            heads = wm.predict(feat[:, 1:], decode_obs=False)
-            # Bootstrap and baseline from the slow critic, as DreamerV3 does (slowtar): steadier
-            # targets than the critic that is being fitted to them.
-            value = self.slow_critic(feat).mean()  # (N, H+1)
-        reward, cont = heads["reward"].float(), heads["cont"].float()
+        if self.reinforce == 1.0:  # the score function needs no gradient through the rollout
+            with torch.no_grad(), self._autocast(self.imag_bf16):
+                policy = functools.partial(self.actor.act, clip=False)
+                feat, actions = wm.imagine_features(start, policy, self.horizon)  # (N, H+1, .)
+                feat = self._full(feat)
+                heads = wm.predict(feat[:, 1:], decode_obs=False)
+                value = self._target_critic()(feat).mean()  # (N, H+1)
+        else:
+            # The return's gradient flows through the rollout into the actor only: the world model and
+            # the critic are held fixed while it is built (their gradients come from their own losses).
+            with frozen(wm, self.critic), self._autocast(self.imag_bf16):
+                feat, actions = wm.imagine_features(start, self.actor.rsample, self.horizon, differentiable=True)
+                feat = self._full(feat)
+                heads = wm.predict(feat[:, 1:], decode_obs=False)
+                value = self._target_critic()(feat).mean()
+        reward, cont, value = self._full(heads["reward"]), self._full(heads["cont"]), self._full(value)
         returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
         # Weight of step k: probability the episode is still going at s_k.
-        weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1)
+        weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1).detach()
         scale = self.return_scale.update(returns)
         with self._autocast(self.imag_bf16):
-            return actor_critic_losses(
+            losses, metrics = actor_critic_losses(
                 actor=self.actor,
                 critic=self.critic,
                 slow_critic=self.slow_critic,
                 feat=feat,
-                action=actions.float(),
+                action=self._full(actions),
                 returns=returns,
-                value=value,
+                value=value.detach(),
                 weight=weight,
                 scale=scale,
                 entropy=self.entropy,
                 slow_reg=self.slow_reg,
+                reinforce=self.reinforce,
             )
+        return losses, metrics, returns[:, 0].detach()
+
+    def _replay_value_loss(self, posts: Any, batch: dict[str, Tensor], boot: Tensor) -> Tensor:
+        """The critic on the replayed states ``(B, T)`` fits lambda-returns of the real rewards,
+        bootstrapped at every step with the return imagined from there (``boot``), plus the pull
+        towards the slow critic; rows whose target crosses an episode's end are left out."""
+        feat = self.world_model.features(posts if self.replay_value_grad else posts.map(lambda x: x.detach()))
+        target, valid = replay_lambda_returns(
+            batch["reward"].float(), batch["is_terminal"], batch["is_first"], boot, gamma=self.gamma, lam=self.lam
+        )  # (B, T-1)
+        feat = time_slice(feat, slice(None, -1))
+        dist = self.critic(feat)
+        slow = self.slow_critic(feat).mean().detach()
+        nll = -(dist.log_prob(target.detach()) + self.slow_reg * dist.log_prob(slow))
+        mask = valid.float()
+        return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Parameters of ``modules`` record no gradient inside (activations still carry it)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def make_dreamer(
@@ -221,6 +336,15 @@ def make_dreamer(
         slow_critic_fraction=agent.slow_critic_fraction,
         slow_critic_reg=agent.slow_critic_reg,
         return_decay=agent.return_decay,
+        optimizer=agent.optimizer,
+        agc=agent.agc,
+        warmup=agent.warmup,
+        laprop_eps=agent.laprop_eps,
+        slow_targets=agent.slow_targets,
+        replay_value=agent.replay_value,
+        replay_value_grad=agent.replay_value_grad,
+        actor_grad=agent.actor_grad,
+        actor_grad_mix=agent.actor_grad_mix,
         imag_bf16=agent.imag_bf16,
         model_bf16=model.bf16,
     )

@@ -1,4 +1,5 @@
-"""Actor and critic trained on imagined rollouts (DreamerV3, REINFORCE for both action kinds)."""
+"""Actor and critic trained on imagined rollouts: REINFORCE (DreamerV3, both action kinds), the
+gradient of the imagined return through the model (Dreamer V1/V2), or a mix of both."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from ..nn.dists import (
     categorical_entropy,
     mode_onehot,
     sample_onehot,
+    straight_through,
     symlog_bins,
     unimix_logits,
+    wide,
 )
 from ..nn.layers import MLP, SparseFeat, time_slice
 
@@ -63,6 +66,15 @@ class Actor(nn.Module):
         action = dist.mean if mode else dist.sample()
         return action.clamp(-1, 1) if clip else action
 
+    def rsample(self, feat: Tensor) -> Tensor:
+        """A sample ``(..., A)`` that carries the gradient back to the policy: reparameterised for
+        continuous actions (unclipped, as in imagination), straight-through one-hot for discrete."""
+        params = self._params(feat)
+        if self.discrete:
+            probs = params.exp()
+            return straight_through(sample_onehot(probs.detach()), probs)
+        return bounded_normal(*params).rsample()
+
     def probs(self, feat: Feat) -> Tensor:
         """Action probabilities ``(..., A)`` of a discrete policy (unimix included)."""
         assert self.discrete, "probs is defined for discrete actions"
@@ -72,10 +84,10 @@ class Actor(nn.Module):
         """Log-probability of ``action`` and the policy entropy, both ``(...)``."""
         params = self._params(feat)
         if self.discrete:
-            logp = (params.float() * action.float()).sum(-1)
+            logp = (wide(params) * action.to(wide(params).dtype)).sum(-1)
             return logp, categorical_entropy(params)
         dist = bounded_normal(*params)
-        return dist.log_prob(action.float()).sum(-1), dist.entropy().sum(-1)
+        return dist.log_prob(action.to(dist.mean.dtype)).sum(-1), dist.entropy().sum(-1)
 
 
 class Critic(nn.Module):
@@ -112,27 +124,41 @@ def actor_critic_losses(
     actor: Actor,
     critic: Critic,
     slow_critic: SlowCritic,
-    feat: Feat,  # (N, H+1, F) imagined states s_0..s_H, no gradient
+    feat: Feat,  # (N, H+1, F) imagined states s_0..s_H (carrying gradients only for the dynamics estimator)
     action: Tensor,  # (N, H, A) action taken at s_0..s_{H-1}
     returns: Tensor,  # (N, H) lambda-returns R_0..R_{H-1}
-    value: Tensor,  # (N, H+1) slow-critic values: the returns' bootstrap and the baseline
+    value: Tensor,  # (N, H+1) the critic's values: the returns' bootstrap and the baseline
     weight: Tensor,  # (N, H) cumulative continue probability up to s_k
     scale: Tensor,  # () percentile return scale, >= 1
     entropy: float,
     slow_reg: float,
+    reinforce: float = 1.0,  # share of REINFORCE in the actor's objective; the rest is the return's gradient
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Scalar actor and critic losses plus diagnostics."""
+    """Scalar actor and critic losses plus diagnostics.
+
+    The actor maximises ``reinforce * logp(a) sg(R - v) + (1 - reinforce) * R`` per step, both in
+    units of the return scale, plus the entropy bonus: the first term is the score-function
+    estimator, the second backpropagates the return through the differentiable rollout
+    (``returns`` must then carry gradients). The critic fits ``sg(R)`` on detached states."""
     feat_k = time_slice(feat, slice(None, -1))
-    advantage = (returns - value[:, :-1]) / scale
-    logp, ent = actor.log_prob_entropy(feat_k, action)
-    actor_loss = -(weight * (logp * advantage.detach() + entropy * ent)).mean()
+    feat_k = feat_k.detach() if isinstance(feat_k, Tensor) else feat_k
+    weight = weight.detach()
+    advantage = (returns - value[:, :-1]).detach() / scale
+    logp, ent = actor.log_prob_entropy(feat_k, action.detach())
+    objective = entropy * ent
+    if reinforce > 0:
+        objective = objective + reinforce * logp * advantage
+    if reinforce < 1:
+        objective = objective + (1 - reinforce) * returns / scale
+    actor_loss = -(weight * objective).mean()
     dist = critic(feat_k)
     slow_target = slow_critic(feat_k).mean().detach()
     critic_loss = -(weight * (dist.log_prob(returns.detach()) + slow_reg * dist.log_prob(slow_target))).mean()
     metrics = {
         "entropy": ent.mean().detach(),
         "return": returns.mean().detach(),
-        "advantage": advantage.mean().detach(),
+        "advantage": advantage.mean(),
         "return_scale": scale.detach(),
+        "value": value.mean().detach(),
     }
     return {"actor": actor_loss, "critic": critic_loss}, metrics

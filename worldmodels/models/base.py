@@ -96,12 +96,21 @@ class WorldModelBase(nn.Module, ABC):
         return None
 
     def imagine_features(
-        self, start: Any, policy_or_actions: Callable[[Any], Tensor] | Tensor, horizon: int | None = None
+        self,
+        start: Any,
+        policy_or_actions: Callable[[Any], Tensor] | Tensor,
+        horizon: int | None = None,
+        *,
+        differentiable: bool = False,
     ) -> tuple[Any, Tensor]:
         """:meth:`imagine` that returns only what the heads read, start included: features of
         ``s_0 .. s_H`` ``(B, H+1, ...)`` and the actions ``(B, H, A)``; a policy here maps
         features ``(B, ...)`` to actions. Families override it with their fast path (the RSSM
-        carries its latent as class indices); this default goes through :meth:`imagine`."""
+        carries its latent as class indices); this default goes through :meth:`imagine`.
+
+        ``differentiable``: the features must carry gradients back to the actions (and through
+        them to the policy) and to the start state: a fast path that drops them (sampled class
+        indices) must not be taken. Dreamer's ``--dreamer.actor-grad dynamics`` asks for it."""
         if isinstance(policy_or_actions, Tensor):
             states, actions = self.imagine(start, policy_or_actions, horizon)
         else:

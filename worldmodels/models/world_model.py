@@ -143,11 +143,17 @@ class WorldModel(WorldModelBase):
         return self.rssm.imagine(state, policy_or_actions, horizon, sample)
 
     def imagine_features(
-        self, start: LatentState, policy_or_actions: Callable | Tensor, horizon: int | None = None
+        self,
+        start: LatentState,
+        policy_or_actions: Callable | Tensor,
+        horizon: int | None = None,
+        *,
+        differentiable: bool = False,
     ) -> tuple[SparseFeat | Tensor, Tensor]:
         """Features of ``s_0 .. s_H`` ``(B, H+1, .)`` and actions ``(B, H, A)``: with class indices
         and gather-based heads (exact; the same random draws as :meth:`imagine`), or dense
-        one-hot features where ``sparse_imagination`` is off (for comparison)."""
+        one-hot features where ``sparse_imagination`` is off (for comparison) or gradients must
+        flow (``differentiable``: straight-through samples of the latents)."""
         if isinstance(policy_or_actions, Tensor):
             actions = policy_or_actions
             horizon = actions.shape[1] if horizon is None else horizon
@@ -157,7 +163,7 @@ class WorldModel(WorldModelBase):
                 return next(steps)
         else:
             policy = policy_or_actions
-        if self.sparse_imagination:
+        if self.sparse_imagination and not differentiable:
             return self.rssm.imagine_sparse(start, policy, horizon)
         states, actions = self.rssm.imagine(start, lambda s: policy(s.feat()), horizon)
         traj = LatentState(*(torch.cat([a.unsqueeze(1), b], 1) for a, b in zip(start, states)))

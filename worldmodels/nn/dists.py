@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def wide(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is a half type (bfloat16 autocast); float32 and float64 stay."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def symlog(x: Tensor) -> Tensor:
     """sign(x)·ln(1+|x|): compresses large magnitudes, identity near zero (DreamerV3 eq. 1)."""
     return torch.sign(x) * torch.log1p(x.abs())
@@ -51,17 +56,17 @@ class TwoHotSymlog:
         self.bins = bins
 
     def mean(self) -> Tensor:
-        probs = self.logits.float().softmax(-1)
+        probs = wide(self.logits).softmax(-1)
         return symexp((probs * self.bins).sum(-1))
 
     def log_prob(self, target: Tensor) -> Tensor:
-        weights = two_hot(symlog(target.float()), self.bins)
-        return (weights * self.logits.float().log_softmax(-1)).sum(-1)
+        weights = two_hot(symlog(wide(target)), self.bins)
+        return (weights * wide(self.logits).log_softmax(-1)).sum(-1)
 
 
 def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
     """Softmax with ``unimix`` of a uniform mixed in, so no class has probability ~0 (DreamerV3)."""
-    probs = logits.float().softmax(-1)
+    probs = wide(logits).softmax(-1)
     if unimix <= 0:
         return probs
     return (1 - unimix) * probs + unimix / probs.shape[-1]
@@ -70,7 +75,7 @@ def unimix_probs(logits: Tensor, unimix: float) -> Tensor:
 def unimix_logits(logits: Tensor, unimix: float) -> Tensor:
     """Log of :func:`unimix_probs`."""
     if unimix <= 0:
-        return logits.float().log_softmax(-1)
+        return wide(logits).log_softmax(-1)
     return unimix_probs(logits, unimix).log()
 
 
@@ -109,13 +114,13 @@ def mode_onehot(probs_or_logits: Tensor) -> Tensor:
 
 def categorical_kl(lhs_logits: Tensor, rhs_logits: Tensor) -> Tensor:
     """KL(lhs || rhs) of independent categoricals ``[..., S, C]``, summed over ``S`` -> ``[...]``."""
-    lhs_logp = lhs_logits.float().log_softmax(-1)
-    rhs_logp = rhs_logits.float().log_softmax(-1)
+    lhs_logp = wide(lhs_logits).log_softmax(-1)
+    rhs_logp = wide(rhs_logits).log_softmax(-1)
     return (lhs_logp.exp() * (lhs_logp - rhs_logp)).sum((-2, -1))
 
 
 def categorical_entropy(logits: Tensor) -> Tensor:
-    logp = logits.float().log_softmax(-1)
+    logp = wide(logits).log_softmax(-1)
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -125,8 +130,8 @@ def bernoulli_log_prob(logits: Tensor, target: Tensor) -> Tensor:
 
 def bounded_normal(raw_mean: Tensor, raw_std: Tensor, *, min_std: float = 0.1, max_std: float = 1.0):
     """DreamerV3's continuous policy: Normal(tanh(mean), std in [min_std, max_std])."""
-    mean = torch.tanh(raw_mean.float())
-    std = (max_std - min_std) * torch.sigmoid(raw_std.float() + 2.0) + min_std
+    mean = torch.tanh(wide(raw_mean))
+    std = (max_std - min_std) * torch.sigmoid(wide(raw_std) + 2.0) + min_std
     return torch.distributions.Normal(mean, std)
 
 
