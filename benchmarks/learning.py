@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="benchmark folder (default runs/bench/TASK-AGENT)")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     p.add_argument("--threads", type=int, default=0, help="torch threads per seed (0: cores / jobs)")
+    p.add_argument(
+        "--final-episodes", type=int, default=0, help="then wm eval each finished seed over N episodes (0: no)"
+    )
     p.add_argument("--report", type=Path, nargs="+", metavar="BENCH", help="aggregate these benchmark folders")
     p.add_argument("--labels", nargs="+", help="curve labels of the --report folders")
     p.add_argument("--upto", type=int, help="report at this many env steps (default: the benchmark's length)")
@@ -53,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1 (seeds to train), got {args.seeds}")
         out = args.out or Path("runs/bench") / f"{args.task.replace('/', '_').replace(':', '_').lower()}-{args.agent}"
-        bench = Bench(task=args.task, agent=args.agent, steps=args.steps, flags=extra)
+        if args.final_episodes < 0:
+            raise ValueError(f"--final-episodes must be >= 0, got {args.final_episodes}")
+        bench = Bench(
+            task=args.task, agent=args.agent, steps=args.steps, flags=extra, final_episodes=args.final_episodes
+        )
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         status = run_seeds(out, bench, seeds, jobs=args.jobs, threads=args.threads, echo=lambda m: print(m, flush=True))
         print(f"benchmark folder: {out}; report with `python benchmarks/learning.py --report {out}`")
@@ -77,7 +84,8 @@ def _report(args) -> int:
     json_path.write_text(json.dumps(out, indent=2))
     task = next(iter(reports.values()))["bench"]["task"]
     plot = seed_curves(reports, args.plot or first / "curve.png", f"{task}: evaluation return", args.threshold)
-    brief = {k: {n: r[n] for n in ("seeds", "unfinished", "score", "final")} for k, r in reports.items()}
+    keys = ("seeds", "unfinished", "score", "final", "final_eval")
+    brief = {k: {n: r[n] for n in keys if n in r} for k, r in reports.items()}
     print(json.dumps(brief, indent=2))
     print(f"wrote {json_path} and {plot}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ class Bench:
     agent: str = "dreamer"
     steps: int = 30_000
     flags: list[str] = field(default_factory=list)
+    final_episodes: int = 0  # wm eval --episodes N of each finished seed (0: none)
 
     def train_args(self, seed: int, logdir: Path) -> list[str]:
         return [
@@ -100,51 +102,94 @@ def read_bench(bench_dir: Path) -> Bench:
 def run_seeds(
     bench_dir: Path, bench: Bench, seeds: list[int], *, jobs: int = 1, threads: int = 0, echo=print
 ) -> dict[int, int]:
-    """Train every seed to ``bench.steps`` (fresh, resumed, or skipped when done); returns each
-    seed's exit status. Each seed's output goes to ``seed-N/train.log``."""
+    """Bring every seed to ``bench.steps`` (fresh, resumed, or skipped when done) and, with
+    ``bench.final_episodes``, through its ``wm eval``; returns each seed's exit status. Each
+    seed's output goes to ``seed-N/train.log``."""
     if not seeds:
         raise ValueError("--seeds must be >= 1: a benchmark needs at least one seed")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     write_bench(bench_dir, bench)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    queue, running, status = list(seeds), {}, {}
+    queue, running, status, launches = list(seeds), {}, {}, dict.fromkeys(seeds, 0)
     try:
         while queue or running:
             while queue and len(running) < jobs:
                 seed = queue.pop(0)
                 run_dir = seed_dir(bench_dir, seed)
-                if reached_steps(run_dir) >= bench.steps and (run_dir / "checkpoint.pt").exists():
-                    echo(f"seed {seed}: finished ({bench.steps:,} env steps), skipped")
+                step = next_step(run_dir, bench)
+                if step is None:
+                    echo(f"seed {seed}: finished at {reached_steps(run_dir):,} env steps")
                     status[seed] = 0
-                    continue
-                if (run_dir / "config.json").exists():
-                    args = ["--resume", str(run_dir), "--steps", str(bench.steps)]
-                    echo(f"seed {seed}: resuming at {reached_steps(run_dir):,} env steps")
+                elif launches[seed] >= 4:  # a command that exits 0 without getting there
+                    echo(f"seed {seed}: still not finished after {launches[seed]} commands; see its train.log")
+                    status[seed] = 1
                 else:
-                    args = bench.train_args(seed, run_dir)
-                    echo(f"seed {seed}: starting")
-                run_dir.mkdir(parents=True, exist_ok=True)
-                cmd = [sys.executable, "-m", "worldmodels", "train", *args, "--threads", str(threads)]
-                cmd += ["--quiet", "--no-finish"]
-                log = open(run_dir / "train.log", "a")
-                running[seed] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+                    args, what = step
+                    echo(f"seed {seed}: {what}")
+                    launches[seed] += 1
+                    running[seed] = _start(run_dir, args, threads)
             for seed, (proc, log) in list(running.items()):
-                if proc.poll() is not None:
-                    log.close()
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[seed]
+                if proc.returncode == 0:
+                    queue.insert(0, seed)  # its next step, or "finished"
+                else:
                     status[seed] = proc.returncode
-                    del running[seed]
-                    how = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode}; see its train.log)"
-                    echo(f"seed {seed}: {how}")
+                    echo(f"seed {seed}: failed (exit {proc.returncode}; see its train.log)")
             time.sleep(0.5)
     except KeyboardInterrupt:  # each seed saves its checkpoint on SIGINT; the same command resumes them
         for proc, _ in running.values():
-            proc.send_signal(2)
+            proc.send_signal(signal.SIGINT)
         for proc, log in running.values():
             proc.wait()
             log.close()
         raise
     return status
+
+
+def next_step(run_dir: Path, bench: Bench) -> tuple[list[str], str] | None:
+    """The ``python -m worldmodels`` arguments a seed needs next and what they do: training
+    (fresh or resumed), its final evaluation, or None when it has everything."""
+    finished = reached_steps(run_dir) >= bench.steps and (run_dir / "checkpoint.pt").exists()
+    quiet = ["--quiet", "--no-finish"]
+    if not finished and (run_dir / "config.json").exists():
+        args = ["train", "--resume", str(run_dir), "--steps", str(bench.steps), *quiet]
+        return args, f"resuming at {reached_steps(run_dir):,} env steps"
+    if not finished:
+        return ["train", *bench.train_args(int(run_dir.name[len("seed-") :]), run_dir), *quiet], "starting"
+    if needs_final_eval(run_dir, bench):
+        return ["eval", str(run_dir), "--episodes", str(bench.final_episodes)], (
+            f"wm eval over {bench.final_episodes} episodes"
+        )
+    return None
+
+
+def _start(run_dir: Path, args: list[str], threads: int):
+    """``python -m worldmodels ARGS --threads N``, its output appended to ``run_dir/train.log``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "train.log", "a")
+    cmd = [sys.executable, "-m", "worldmodels", *args]
+    if args[0] == "train":
+        cmd += ["--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
+
+
+def needs_final_eval(run_dir: Path, bench: Bench) -> bool:
+    """Whether a finished seed still lacks the ``wm eval`` of ``bench.final_episodes`` episodes."""
+    if not bench.final_episodes:
+        return False
+    path = run_dir / "eval.json"
+    if not path.exists():
+        return True
+    try:
+        done = json.loads(path.read_text())
+    except ValueError:
+        return True
+    return done.get("episodes") != bench.final_episodes or done.get("env_steps") != reached_steps(run_dir)
 
 
 # ------------------------------------------------------------------ report
@@ -216,6 +261,9 @@ def report(
             hit = steps[returns >= threshold]
             per_seed[seed]["reached_at"] = int(hit[0]) if hit.size else None
         curves[seed] = dict(zip(steps.tolist(), returns.tolist()))
+        final_eval = _final_eval(path, upto)
+        if final_eval is not None:
+            per_seed[seed]["final_eval"] = final_eval
     scores = np.array([v["score"] for v in per_seed.values()])
     finals = np.array([v["final"] for v in per_seed.values()])
     common = sorted(set.intersection(*(set(c) for c in curves.values())))
@@ -241,10 +289,29 @@ def report(
         "aggregates": "IQM, mean, median over seeds; 95% percentile intervals of a stratified bootstrap "
         f"({reps:,} replicates; worldmodels.report.aggregate, rliable's definitions)",
     }
+    evaluated = [v["final_eval"]["mean_return"] for v in per_seed.values() if "final_eval" in v]
+    if evaluated:  # wm eval of the last checkpoint, on starts no training evaluation played
+        out["final_eval"] = aggregate.summarize(np.array(evaluated), reps=reps)
+        out["final_eval"]["episodes_per_seed"] = {"value": next(iter(per_seed.values()))["final_eval"]["episodes"]}
     if threshold is not None:
         out["threshold"] = threshold
         out["seeds_reaching_threshold"] = sum(v["reached_at"] is not None for v in per_seed.values())
     return out
+
+
+def _final_eval(run_dir: Path, upto: int) -> dict | None:
+    """``wm eval``'s result for the seed's checkpoint at ``upto`` env steps, if it has one."""
+    path = run_dir / "eval.json"
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if result.get("env_steps") != upto:
+        return None
+    keep = ("mean_return", "std_return", "episodes", "env_steps", "returns", "protocol")
+    return {k: result[k] for k in keep if k in result}
 
 
 def _protocol(run_dir: Path) -> dict:
