@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from worldmodels.cli import main
-from worldmodels.config import BLOCKS, RANGE_KEYS, Config, check_ranges, flag, validate
+from worldmodels.config import ADDED_LATER, BLOCKS, RANGE_KEYS, Config, check_ranges, flag, validate
 from worldmodels.errors import RunConfigError
 from worldmodels.run import runs
 from worldmodels.run.runs import CONFIG, read_config, write_config
@@ -329,3 +329,15 @@ def test_the_cli_prints_a_bad_config_json_without_a_traceback(tmp_path, capsys):
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and '"model.deter" must be an integer' in err and "Traceback" not in err
+
+
+def test_a_run_stored_before_the_current_dreamer_update_keeps_its_recipe(tmp_path):
+    def older(data):
+        for key in ADDED_LATER:
+            block, _, name = key.rpartition(".")
+            (data[block] if block else data).pop(name)
+
+    cfg = read_config(edited(tmp_path, older))
+    assert cfg.dreamer.optimizer == "adam" and cfg.dreamer.agc == 0 and cfg.dreamer.slow_targets
+    assert cfg.dreamer.replay_value == 0 and cfg.eval_policy == "greedy"
+    assert Config().dreamer.optimizer == "laprop"  # a new run gets the current recipe

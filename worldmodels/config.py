@@ -490,6 +490,22 @@ def check_logdir(logdir: Any) -> None:
         )
 
 
+# Settings added after runs were first stored, with the value that reproduces how a run stored
+# without them trained: such a run resumes, evaluates and dreams as it did.
+ADDED_LATER: dict[str, Any] = {
+    "eval_policy": "greedy",
+    "dreamer.optimizer": "adam",
+    "dreamer.agc": 0.0,
+    "dreamer.warmup": 0,
+    "dreamer.laprop_eps": 1e-20,
+    "dreamer.slow_targets": True,
+    "dreamer.replay_value": 0.0,
+    "dreamer.replay_value_grad": True,
+    "dreamer.actor_grad": "reinforce",
+    "dreamer.actor_grad_mix": 0.5,
+}
+
+
 def parse_stored(data: Any) -> Config:
     """The config a run folder's ``config.json`` holds (parsed JSON), checked key by key.
 
@@ -502,6 +518,12 @@ def parse_stored(data: Any) -> Config:
     data = dict(data)
     if isinstance(data.get("agent"), dict) and "dreamer" not in data:  # written before planning agents existed
         data["dreamer"] = data.pop("agent")
+    for key, value in ADDED_LATER.items():  # a run stored before the setting existed ran this way
+        block, _, name = key.rpartition(".")
+        if not block and name not in data:
+            data[name] = value
+        elif block and isinstance(data.get(block), dict) and name not in data[block]:
+            data[block] = {**data[block], name: value}
     values = _stored_block(data, Config, "")
     blocks = {}
     for name, cls in BLOCKS.items():
