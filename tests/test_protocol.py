@@ -44,6 +44,9 @@ def test_training_metrics_and_eval_json_record_the_protocol(tmp_path):
     evals = [r for r in rows if "eval/return" in r]
     assert [r["eval/index"] for r in evals] == [1, 2] and all(r["eval/episodes"] == 3 for r in evals)
     assert all(r["eval/return_min"] <= r["eval/return"] <= r["eval/return_max"] for r in evals)
+    # The model-drift diagnostic: the same loss terms on the newest replay and on all of it.
+    trained = [r for r in rows if r.get("train_steps", 0) > 0]
+    assert trained and all({"drift/recent/vector", "drift/all/vector", "drift/all/reward"} <= r.keys() for r in trained)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["eval_episodes"] == 3 and stored["eval_policy"] == "greedy"
 

@@ -140,3 +140,14 @@ def test_ring_holds_the_newest_capacity_steps_in_order(monkeypatch, fits):
             held = ring.data["x"][ring.indices(0, ring.size)] if ring.size else []
             assert list(held) == expected
         assert ring.rows == capacity or (not fits and ring.rows < capacity)
+
+
+def test_recent_sampling_draws_from_the_newest_steps_only():
+    store = ReplayStore(None, capacity=1000, streams=2)
+    for t in range(300):
+        store.add(step([t, 1000 + t]))
+    rng = np.random.default_rng(0)
+    seqs = store.sample(256, 8, rng, recent=50)["vector"][..., 0]
+    assert (seqs % 1000).min() >= 250 and (seqs % 1000).min() <= 252  # the last 50 steps of each stream
+    assert (np.diff(seqs, axis=1) == 1).all()
+    assert (store.sample(16, 8, rng, recent=3)["vector"][..., 0] % 1000).min() == 292  # one sequence's worth

@@ -274,16 +274,21 @@ class ReplayStore:
     def __len__(self) -> int:
         return sum(r.size for r in self.rings)
 
-    def sample(self, batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``batch`` sequences of ``length`` contiguous steps, uniform over valid start positions."""
+    def sample(self, batch: int, length: int, rng: np.random.Generator, recent: int = 0) -> dict[str, np.ndarray]:
+        """``batch`` sequences of ``length`` contiguous steps, uniform over valid start positions
+        (``recent`` > 0: over those within each stream's newest ``recent`` steps)."""
         starts = np.array([max(0, r.size - length + 1) for r in self.rings], dtype=np.float64)
+        first = np.zeros(len(self.rings), dtype=np.int64)
+        if recent > 0:  # the newest window of each stream, at least one sequence long
+            first = np.array([max(0, r.size - max(recent, length)) for r in self.rings], dtype=np.int64)
+            starts = np.maximum(starts - first, 0)
         if starts.sum() == 0:
             raise ValueError(f"replay holds no sequence of {length} steps yet ({len(self)} steps stored)")
         streams = rng.choice(self.streams, size=batch, p=starts / starts.sum())
         out: dict[str, list[np.ndarray]] = {k: [] for k in self.rings[int(streams[0])].data}
         for s in streams:
             ring = self.rings[int(s)]
-            idx = ring.indices(int(rng.integers(0, int(starts[s]))), length)
+            idx = ring.indices(int(first[s]) + int(rng.integers(0, int(starts[s]))), length)
             for k in out:
                 out[k].append(ring.data[k][idx])
         return {k: np.stack(v) for k, v in out.items()}

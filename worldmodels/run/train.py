@@ -233,6 +233,8 @@ class Trainer:
                     if evals.due(c["env_steps"]) or (final and cfg.eval_every > cfg.steps):
                         self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
                     if logs.due(c["env_steps"]) or final:
+                        if c["train_steps"]:
+                            self.logger.add(self.model_drift())
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
                         self._status(self.logger.write(c["env_steps"], fps))
                     minutes = (time.monotonic() - last_save) / 60
@@ -315,6 +317,25 @@ class Trainer:
             batch = to_torch(self.store.sample(rows, length, self.np_rng), self.agent.device)
             self.logger.add(self.agent.train_step(batch))
             c["train_steps"] += 1
+
+    @torch.no_grad()
+    def model_drift(self) -> dict[str, float]:
+        """The world model's loss terms on the newest replay (each env's last ``eval_every`` env
+        steps) and on the whole replay, as ``drift/recent/*`` and ``drift/all/*``: a model that
+        fits old data but not what the current policy visits shows it here before the returns fall.
+        Drawn from a generator of its own, so logging leaves the training draws alone."""
+        cfg = self.cfg
+        rows, length = self.agent.replay_shape
+        if len(self.store) < length:
+            return {}
+        rng = np.random.default_rng([cfg.seed, 104_729, self.counters["env_steps"]])
+        window = max(length, cfg.eval_every // (cfg.action_repeat * cfg.envs))
+        out = {}
+        for name, recent in (("recent", window), ("all", 0)):
+            batch = to_torch(self.store.sample(rows, length, rng, recent=recent), self.agent.device)
+            terms, _, _ = self.agent.world_model.loss(batch)
+            out.update({f"drift/{name}/{k}": float(v.float().mean()) for k, v in terms.items()})
+        return out
 
     def evaluate(self, index: int) -> dict[str, float]:
         """Evaluation ``index`` (env steps // eval_every): ``eval_episodes`` episodes from start states
