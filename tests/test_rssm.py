@@ -121,3 +121,45 @@ def test_sparse_and_dense_imagination_give_the_same_update():
         out.append(agent.train_step(data))
     for key in ("loss/actor", "loss/critic", "return"):
         assert abs(out[0][key] - out[1][key]) < 1e-5, key
+
+
+def test_running_scale_matches_numpy_and_round_trips():
+    from worldmodels.nn.layers import RunningScale
+
+    scale = RunningScale(3, floor=1e-2)
+    x = torch.randn(500, 3) * torch.tensor([0.05, 1.0, 3.0]) + torch.tensor([1.0, -2.0, 0.0])
+    assert torch.equal(scale.normalize(x), x)  # the identity before any data
+    for part in x.split(77):
+        scale.update(part)
+    mean, std = x.double().mean(0), x.double().std(0, unbiased=False)
+    assert torch.allclose(scale.mean, mean) and torch.allclose((scale.m2 / scale.count).sqrt(), std)
+    z = scale.normalize(x)
+    assert torch.allclose(z.mean(0), torch.zeros(3), atol=1e-5) and torch.allclose(z.std(0), torch.ones(3), atol=1e-2)
+    assert torch.allclose(scale.denormalize(z), x, atol=1e-5)
+    constant = RunningScale(1, floor=1e-2)
+    constant.update(torch.ones(10, 1))
+    assert torch.allclose(constant.normalize(torch.tensor([[1.5]])), torch.tensor([[50.0]]))  # the floor, not 1/0
+
+
+def test_vector_norm_is_trained_saved_and_used_by_predict():
+    from worldmodels.config import Config, ModelConfig
+    from worldmodels.models.world_model import make_rssm
+    from worldmodels.specs import ActionSpec, ObsSpec
+
+    cfg = Config(model=ModelConfig(deter=16, stoch=2, classes=4, units=16, bins=15, vector_norm=True))
+    wm = make_rssm(ObsSpec(vector=2), ActionSpec(2, True), cfg)
+    B, T = 3, 5
+    batch = {
+        "vector": torch.randn(B, T, 2) * torch.tensor([0.1, 5.0]),
+        "action": torch.nn.functional.one_hot(torch.randint(0, 2, (B, T)), 2).float(),
+        "reward": torch.zeros(B, T),
+        "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+    }
+    wm.train()
+    terms, posts, _ = wm.loss(batch)
+    assert wm.vector_scale.count == B * T and "vector_scale.mean" in wm.state_dict()
+    wm.eval()
+    wm.loss(batch)
+    assert wm.vector_scale.count == B * T  # evaluation does not move the statistics
+    assert wm.predict(posts.feat())["vector"].shape == (B, T, 2)

@@ -57,6 +57,11 @@ class ModelConfig:
     bins: int = _f(255, "two-hot bins of reward and critic heads", ge=2)
     lr: float = _f(3e-4, "world-model learning rate (DreamerV3: 4e-5)", gt=0)
     bf16: bool = _f(False, "world-model update under bfloat16 autocast (1.7x on pixels; losses in fp32)")
+    vector_norm: bool = _f(
+        False,
+        "standardise each state dimension (after symlog) by its mean and spread in the data seen, for the "
+        "encoder's input and the decoder's target, so that small-range dimensions are fit as closely as large",
+    )
     grad_clip: float = _f(1000.0, "world-model gradient norm clip (with --dreamer.agc 0)", gt=0)
 
 
@@ -494,6 +499,7 @@ def check_logdir(logdir: Any) -> None:
 # without them trained: such a run resumes, evaluates and dreams as it did.
 ADDED_LATER: dict[str, Any] = {
     "eval_policy": "greedy",
+    "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
     "dreamer.warmup": 0,

@@ -21,7 +21,7 @@ from ..nn.dists import (
     symlog,
     symlog_bins,
 )
-from ..nn.layers import MLP, ConvDecoder, ConvEncoder, SparseFeat
+from ..nn.layers import MLP, ConvDecoder, ConvEncoder, RunningScale, SparseFeat
 from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
 from .base import DECODES, FEATURES, WorldModelBase, prev_actions
 from .rssm import RSSM, LatentState, Policy
@@ -48,6 +48,7 @@ class WorldModel(WorldModelBase):
         kl_rep: float,
         bins: int,
         sparse_imagination: bool = True,
+        vector_norm: bool = False,
     ):
         super().__init__()
         self.sparse_imagination = sparse_imagination
@@ -64,6 +65,8 @@ class WorldModel(WorldModelBase):
             embed += self.image_enc.out_dim
         if obs_spec.vector is not None:
             self.vector_enc = MLP(obs_spec.vector, None, units=units, layers=max(layers, 1))
+            # Standardised symlog state vectors in and out (docs/DESIGN.md), or plain symlog.
+            self.vector_scale = RunningScale(obs_spec.vector) if vector_norm else None
             embed += self.vector_enc.out_dim
         self.rssm = RSSM(
             embed_dim=embed,
@@ -117,7 +120,7 @@ class WorldModel(WorldModelBase):
             lead = img.shape[:-3]
             parts.append(self.image_enc(img.reshape(-1, *img.shape[-3:])).reshape(*lead, -1))
         if self.obs_spec.vector is not None:
-            parts.append(self.vector_enc(symlog(obs[VECTOR].float())))
+            parts.append(self.vector_enc(self._vector_in(obs[VECTOR])))
         return torch.cat(parts, -1)
 
     def observe(
@@ -187,7 +190,7 @@ class WorldModel(WorldModelBase):
             img = self.image_dec(feat.reshape(-1, feat.shape[-1]))
             out[IMAGE] = (img + 0.5).clamp(0, 1).reshape(*lead, *img.shape[1:])
         if decode_obs and self.obs_spec.vector is not None:
-            out[VECTOR] = symexp(self.vector_dec(feat))
+            out[VECTOR] = symexp(self._vector_out(self.vector_dec(feat)))
         out["reward"] = TwoHotSymlog(self.reward_head(feat), self.bins).mean()
         out["cont"] = torch.sigmoid(self.cont_head(feat).squeeze(-1))
         return out
@@ -203,6 +206,8 @@ class WorldModel(WorldModelBase):
         prev_action = self.prev_actions(batch["action"])
         obs = {k: batch[k] for k in self.obs_spec.keys()}
         self._check_obs(obs, batch["is_first"].shape)
+        if self.training and self.obs_spec.vector is not None and self.vector_scale is not None:
+            self.vector_scale.update(symlog(batch[VECTOR].float()))
         posts, prior_logits = self.rssm.observe(self.encode(obs), prev_action, batch["is_first"], state)
         feat = posts.feat()  # (B, T, F)
         losses: dict[str, Tensor] = {}
@@ -213,7 +218,7 @@ class WorldModel(WorldModelBase):
             losses[IMAGE] = ((pred - target) ** 2).sum((-3, -2, -1))
         if self.obs_spec.vector is not None:
             pred = self.vector_dec(feat).float()
-            losses[VECTOR] = ((pred - symlog(batch[VECTOR].float())) ** 2).sum(-1)
+            losses[VECTOR] = ((pred - self._vector_in(batch[VECTOR])) ** 2).sum(-1)
         losses["reward"] = -TwoHotSymlog(self.reward_head(feat), self.bins).log_prob(batch["reward"])
         cont_target = 1.0 - batch["is_terminal"].float()
         losses["cont"] = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
@@ -224,6 +229,14 @@ class WorldModel(WorldModelBase):
         losses["rep"] = rep.clamp(min=self.free_nats)
         metrics = {"kl": dyn.mean().detach()}
         return losses, posts, metrics
+
+    def _vector_in(self, vector: Tensor) -> Tensor:
+        """What the encoder reads and the decoder predicts: symlog, standardised with vector_norm."""
+        x = symlog(vector.float())
+        return x if self.vector_scale is None else self.vector_scale.normalize(x)
+
+    def _vector_out(self, pred: Tensor) -> Tensor:
+        return pred if self.vector_scale is None else self.vector_scale.denormalize(pred.float())
 
     # ----------------------------------------------------------------- checks
     def _check_obs(self, obs: dict[str, Tensor], lead: torch.Size) -> None:
@@ -257,4 +270,5 @@ def make_rssm(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> WorldModel:
         kl_rep=model.kl_rep,
         bins=model.bins,
         sparse_imagination=cfg.dreamer.sparse_imagination,
+        vector_norm=model.vector_norm,
     )

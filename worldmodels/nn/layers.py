@@ -224,3 +224,51 @@ class ConvDecoder(nn.Module):
     def forward(self, feat: Tensor) -> Tensor:
         x = self.linear(feat).reshape(-1, self.top, 4, 4)
         return self.net(x).permute(0, 2, 3, 1)  # (N, H, W, C)
+
+
+class RunningScale(nn.Module):
+    """Per-dimension mean and spread of everything passed to :meth:`update` (exact, all data
+    counted alike), to standardise state vectors: ``normalize(x) = (x - mean) / max(std, floor)``.
+
+    Why: a squared error summed over dimensions weighs each by its spread in the data, so a
+    dimension that varies little (CartPole's cart position, ~0.1 against velocities of ~1) is fit
+    loosely and a small input barely moves the encoder. Standardised, every dimension's error counts
+    in units of its own spread. Until the first update it is the identity.
+    """
+
+    def __init__(self, dim: int, floor: float = 1e-2):
+        super().__init__()
+        self.floor = floor
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Merge the statistics of ``x (..., dim)`` (Chan et al.'s parallel variance)."""
+        flat = x.detach().reshape(-1, x.shape[-1]).double()
+        n = flat.shape[0]
+        if n == 0:
+            return
+        mean, m2 = flat.mean(0), ((flat - flat.mean(0)) ** 2).sum(0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.m2.add_(m2 + delta**2 * self.count * n / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        if self.count == 0:
+            return torch.zeros((), dtype=like.dtype, device=like.device), torch.ones(
+                (), dtype=like.dtype, device=like.device
+            )
+        std = (self.m2 / self.count).sqrt().clamp_min(self.floor)
+        return self.mean.to(like.dtype), std.to(like.dtype)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        mean, std = self._stats(x)
+        return x * std + mean
