@@ -141,12 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cls in BLOCKS.items():
         _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
 
-    ev = sub.add_parser("eval", help="evaluate a trained run: mean ± std return, optional video")
+    ev = sub.add_parser(
+        "eval", help="evaluate a trained run on fresh start states: mean ± std return (eval.json), optional video"
+    )
     ev.add_argument("run", help="run folder")
-    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--episodes", type=int, default=10, help="episodes, each from a start state of its own")
     ev.add_argument("--video", action="store_true", help="write RUN/eval.mp4 of the first episode")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode")
+    ev.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="which set of start states (each disjoint from training's and the run's own evaluations)",
+    )
+    ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode (greedy)")
     ev.add_argument("--device", help="where to run it (default: the run's --device; auto: cuda when available)")
 
     dr = sub.add_parser(

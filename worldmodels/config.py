@@ -495,8 +495,9 @@ def check_logdir(logdir: Any) -> None:
         )
 
 
-# Settings added after runs were first stored, with the value that reproduces how a run stored
-# without them trained: such a run resumes, evaluates and dreams as it did.
+# Settings added after runs were first stored, with the value a run stored without them trained
+# with: such a run resumes, evaluates and dreams with its own recipe (Adam, slow-critic targets,
+# no replay value loss), though under this version's update order and episode seeds.
 ADDED_LATER: dict[str, Any] = {
     "eval_policy": "greedy",
     "model.vector_norm": False,

@@ -40,7 +40,7 @@ def autocast(device: torch.device, enabled: bool):
 def bf16_native(device_type: str) -> bool:
     """Whether ``device_type`` ("cpu", "cuda") has bfloat16 arithmetic in hardware."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device_type != "cpu":
         return True  # another accelerator: trust the flag
     try:

@@ -141,7 +141,7 @@ def actor_critic_losses(
     estimator, the second backpropagates the return through the differentiable rollout
     (``returns`` must then carry gradients). The critic fits ``sg(R)`` on detached states."""
     feat_k = time_slice(feat, slice(None, -1))
-    feat_k = feat_k.detach() if isinstance(feat_k, Tensor) else feat_k
+    feat_k = feat_k.detach() if isinstance(feat_k, Tensor) else feat_k.map(lambda x: x.detach())
     weight = weight.detach()
     advantage = (returns - value[:, :-1]).detach() / scale
     logp, ent = actor.log_prob_entropy(feat_k, action.detach())

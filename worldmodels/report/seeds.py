@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RunConfigError
+from ..errors import CheckpointError, RunConfigError
+from ..run import checkpoint
 from ..run.logger import read_metrics
 from . import aggregate
 
@@ -65,6 +66,18 @@ def reached_steps(run_dir: Path) -> int:
     """Env steps of the run's last metrics row (0 if none)."""
     rows = read_metrics(run_dir)
     return int(rows[-1].get("env_steps", 0)) if rows else 0
+
+
+def checkpoint_steps(run_dir: Path) -> int:
+    """Env steps of the run's checkpoint (0 if it has none, or one that does not load): what a
+    seed has for certain, where the metrics may have gone on past a save that a kill cut short."""
+    path = Path(run_dir) / checkpoint.NAME
+    if not path.exists():
+        return 0
+    try:
+        return int(checkpoint.load(path)["counters"]["env_steps"])
+    except CheckpointError:
+        return 0
 
 
 def write_bench(bench_dir: Path, bench: Bench) -> None:
@@ -153,7 +166,7 @@ def run_seeds(
 def next_step(run_dir: Path, bench: Bench) -> tuple[list[str], str] | None:
     """The ``python -m worldmodels`` arguments a seed needs next and what they do: training
     (fresh or resumed), its final evaluation, or None when it has everything."""
-    finished = reached_steps(run_dir) >= bench.steps and (run_dir / "checkpoint.pt").exists()
+    finished = checkpoint_steps(run_dir) >= bench.steps
     quiet = ["--quiet", "--no-finish"]
     if not finished and (run_dir / "config.json").exists():
         args = ["train", "--resume", str(run_dir), "--steps", str(bench.steps), *quiet]
@@ -175,7 +188,9 @@ def _start(run_dir: Path, args: list[str], threads: int):
     if args[0] == "train":
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
+    # A session of its own: a Ctrl-C in the terminal reaches only this runner, which passes one
+    # SIGINT on; a second one would cut the child's interrupt checkpoint short.
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True), log
 
 
 def needs_final_eval(run_dir: Path, bench: Bench) -> bool:
@@ -261,7 +276,7 @@ def report(
             hit = steps[returns >= threshold]
             per_seed[seed]["reached_at"] = int(hit[0]) if hit.size else None
         curves[seed] = dict(zip(steps.tolist(), returns.tolist()))
-        final_eval = _final_eval(path, upto)
+        final_eval = _final_eval(path) if upto >= bench.steps else None
         if final_eval is not None:
             per_seed[seed]["final_eval"] = final_eval
     scores = np.array([v["score"] for v in per_seed.values()])
@@ -299,8 +314,8 @@ def report(
     return out
 
 
-def _final_eval(run_dir: Path, upto: int) -> dict | None:
-    """``wm eval``'s result for the seed's checkpoint at ``upto`` env steps, if it has one."""
+def _final_eval(run_dir: Path) -> dict | None:
+    """``wm eval``'s result for the seed's final checkpoint, if it has one."""
     path = run_dir / "eval.json"
     if not path.exists():
         return None
@@ -308,7 +323,7 @@ def _final_eval(run_dir: Path, upto: int) -> dict | None:
         result = json.loads(path.read_text())
     except ValueError:
         return None
-    if result.get("env_steps") != upto:
+    if result.get("env_steps") != reached_steps(run_dir):
         return None
     keep = ("mean_return", "std_return", "episodes", "env_steps", "returns", "protocol")
     return {k: result[k] for k in keep if k in result}

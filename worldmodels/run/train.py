@@ -320,21 +320,29 @@ class Trainer:
 
     @torch.no_grad()
     def model_drift(self) -> dict[str, float]:
-        """The world model's loss terms on the newest replay (each env's last ``eval_every`` env
-        steps) and on the whole replay, as ``drift/recent/*`` and ``drift/all/*``: a model that
-        fits old data but not what the current policy visits shows it here before the returns fall.
-        Drawn from a generator of its own, so logging leaves the training draws alone."""
+        """The world model's loss terms on the newest replay (the last ``eval_every`` env steps,
+        shared among the envs) and on the whole replay, as ``drift/recent/*`` and ``drift/all/*``:
+        a model that fits old data but not what the current policy visits shows it here before
+        the returns fall. It leaves training alone: batches from a generator of its own, torch's
+        generators restored afterwards, and the model in eval mode (no statistics updated)."""
         cfg = self.cfg
         rows, length = self.agent.replay_shape
         if len(self.store) < length:
             return {}
         rng = np.random.default_rng([cfg.seed, 104_729, self.counters["env_steps"]])
         window = max(length, cfg.eval_every // (cfg.action_repeat * cfg.envs))
-        out = {}
-        for name, recent in (("recent", window), ("all", 0)):
-            batch = to_torch(self.store.sample(rows, length, rng, recent=recent), self.agent.device)
-            terms, _, _ = self.agent.world_model.loss(batch)
-            out.update({f"drift/{name}/{k}": float(v.float().mean()) for k, v in terms.items()})
+        wm, out = self.agent.world_model, {}
+        was_training = wm.training
+        device = self.agent.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            wm.eval()
+            try:
+                for name, recent in (("recent", window), ("all", 0)):
+                    batch = to_torch(self.store.sample(rows, length, rng, recent=recent), device)
+                    terms, _, _ = wm.loss(batch)
+                    out.update({f"drift/{name}/{k}": float(v.float().mean()) for k, v in terms.items()})
+            finally:
+                wm.train(was_training)
         return out
 
     def evaluate(self, index: int) -> dict[str, float]:
