@@ -86,7 +86,7 @@ class Dreamer(Agent):
         agc: float = 0.3,
         warmup: int = 1000,
         laprop_eps: float = 1e-20,
-        slow_targets: bool = False,
+        slow_targets: bool = True,
         replay_value: float = 0.3,
         replay_value_grad: bool = True,
         actor_grad: str = "reinforce",
