@@ -90,3 +90,39 @@ def test_train_step_with_gradients_through_the_dream(actor_grad, discrete):
     metrics = agent.train_step(batch)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, agent.actor.parameters()))
+
+
+def test_the_published_update_trains_every_part():
+    # LaProp + AGC + replay value loss + critic targets, one backward pass: every parameter set
+    # moves, the replay value loss is reported, and a second agent restores the optimiser state.
+    torch.manual_seed(0)
+    wm = LinearGaussian(ObsSpec(vector=3), action_dim=2, latent=4, noise=0.1)
+    kwargs = dict(
+        units=16, layers=1, unimix=0.01, bins=31, model_lr=1e-3, model_clip=100.0, horizon=5, gamma=0.9, lam=0.8,
+        entropy=3e-4, actor_lr=1e-3, critic_lr=1e-3, ac_clip=100.0, slow_critic_fraction=0.02, slow_critic_reg=1.0,
+        return_decay=0.99, optimizer="laprop", agc=0.3, warmup=10, replay_value=0.3, slow_targets=False,
+    )  # fmt: skip
+    agent = Dreamer(wm, ActionSpec(dim=2, discrete=True), **kwargs)
+    B, T = 3, 6
+    batch = {
+        "vector": torch.randn(B, T, 3),
+        "action": torch.nn.functional.one_hot(torch.randint(0, 2, (B, T)), 2).float(),
+        "reward": torch.randn(B, T),
+        "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+    }
+    before = {
+        n: [p.detach().clone() for p in m.parameters()]
+        for n, m in (("wm", wm), ("actor", agent.actor), ("critic", agent.critic))
+    }
+    metrics = agent.train_step(batch)
+    assert (
+        "loss/replay_value" in metrics and {"grad_norm/model", "grad_norm/actor", "grad_norm/critic"} <= metrics.keys()
+    )
+    for name, module in (("wm", wm), ("actor", agent.actor), ("critic", agent.critic)):
+        assert any(not torch.equal(a, p) for a, p in zip(before[name], module.parameters())), name
+    twin = Dreamer(
+        LinearGaussian(ObsSpec(vector=3), action_dim=2, latent=4), ActionSpec(dim=2, discrete=True), **kwargs
+    )
+    twin.load_optimizer_state(agent.optimizer_state())
+    assert twin.optimizers["model"].state_dict()["state"][0]["step"] == 1

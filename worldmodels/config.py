@@ -76,15 +76,17 @@ class DreamerConfig:
     actor_lr: float = _f(1e-4, "actor learning rate (DreamerV3: 4e-5)", gt=0)
     critic_lr: float = _f(1e-4, "critic learning rate (DreamerV3: 4e-5)", gt=0)
     optimizer: str = _f(
-        "laprop", "laprop (DreamerV3 as published: RMS-normalised momentum) | adam (its first version) for all three"
+        "adam",
+        "adam (DreamerV3's first version) | laprop (as published: RMS-normalised momentum; with --dreamer.agc 0.3 "
+        "--dreamer.warmup 1000 --dreamer.replay-value 0.3 the published update, docs/DESIGN.md)",
     )
     agc: float = _f(
-        0.3,
+        0.0,
         "adaptive gradient clipping: each tensor's gradient norm at most agc x max(1e-3, its weight norm) "
         "(DreamerV3: 0.3; 0: clip the global norms to --model.grad-clip and --dreamer.grad-clip instead)",
         ge=0,
     )
-    warmup: int = _f(1000, "updates over which laprop's learning rates ramp up linearly from 0 (DreamerV3: 1000)", ge=0)
+    warmup: int = _f(0, "updates over which laprop's learning rates ramp up linearly from 0 (DreamerV3: 1000)", ge=0)
     laprop_eps: float = _f(
         1e-20, "laprop's epsilon (adam uses 1e-8 for the world model, 1e-5 for actor and critic)", gt=0
     )
@@ -97,7 +99,7 @@ class DreamerConfig:
         "CartPole that policy collapsed onto one action, docs/DESIGN.md)",
     )
     replay_value: float = _f(
-        0.3,
+        0.0,
         "scale of the replay value loss: the critic also fits lambda-returns along replayed sequences, "
         "bootstrapped with the imagined returns (DreamerV3: 0.3; 0: off)",
         ge=0,
