@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except (WorldModelsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: every running seed saved a checkpoint; the same command continues them", file=sys.stderr)
+        return 130
 
 
 def _report(args) -> int:

@@ -54,11 +54,12 @@ class Dreamer(Agent):
     """Dreamer (DreamerV3): the world model learns from replay, the actor-critic only in its
     imagination. Works with any family that gives features (``--model``), through the contract.
 
-    One update, as the published DreamerV3 takes it: the world-model loss on a replay batch, the
-    actor and critic losses on ``horizon``-step rollouts imagined from every replayed state, and
-    the replay value loss (the critic fits lambda-returns along the replayed sequences), summed
-    and backpropagated once; each of the three parameter sets is clipped and stepped by its own
-    optimiser (LaProp by default). docs/DESIGN.md lists where the defaults depart from DreamerV3.
+    One update: the world-model loss on a replay batch, then the actor and critic losses on
+    ``horizon``-step rollouts imagined from every replayed state (and, with ``replay_value``, the
+    replay value loss: the critic fits lambda-returns along the replayed sequences, its gradient
+    reaching the world model, all terms then backpropagated together as the published DreamerV3
+    does); each of the three parameter sets is clipped and stepped by its own optimiser.
+    docs/DESIGN.md lists both DreamerV3 versions and where the defaults depart from them.
     """
 
     def __init__(
@@ -190,27 +191,26 @@ class Dreamer(Agent):
         model_loss = sum(scales[k] * v for k, v in terms.items())
 
         B, T = batch["is_first"].shape
+        norms: dict[str, Tensor] = {}
+        # Without a replay value loss reaching the world model, its step comes first and the actor
+        # and critic imagine in the updated model (DreamerV3's first version); with it, all terms
+        # share one backward pass through the model as it was (the published update).
+        joint = self.replay_value > 0 and self.replay_value_grad
+        if not joint:
+            check_finite(terms)
+            self._step(["model"], model_loss, norms)
         start = posts.map(lambda x: x.detach().reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
         ac_losses, ac_metrics, first_return = self._imagination_losses(start, start_cont)
         if self.replay_value > 0:
-            replay_loss = self._replay_value_loss(posts, batch, first_return.reshape(B, T))
+            replay_posts = posts if joint else posts.map(lambda x: x.detach())
+            replay_loss = self._replay_value_loss(replay_posts, batch, first_return.reshape(B, T))
             ac_losses["replay_value"] = replay_loss
             ac_losses["critic"] = ac_losses["critic"] + self.replay_value * replay_loss
-        check_finite({**terms, **ac_losses})  # every term, before any network changes
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        # The terms touch disjoint parameters but for the replay value loss, which reaches the
-        # world model through the replayed states (DreamerV3's repval_grad): one backward pass.
-        (model_loss + ac_losses["critic"] + ac_losses["actor"]).backward()
-        norms = {}
-        for name, opt in self.optimizers.items():
-            params = self._params(name)
-            if self.agc > 0:
-                norms[name] = clip_by_agc_(params, self.agc)
-            else:
-                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.clips[name])
-            opt.step()
+        check_finite({**terms, **ac_losses} if joint else ac_losses)  # before the networks change
+        names = ["model", "critic", "actor"] if joint else ["critic", "actor"]
+        loss = ac_losses["critic"] + ac_losses["actor"] + (model_loss if joint else 0.0)
+        self._step(names, loss, norms)
         self.slow_critic.update(self.critic, self.slow_fraction)
 
         out = {f"loss/{k}": v.item() for k, v in terms.items()}
@@ -218,6 +218,19 @@ class Dreamer(Agent):
         out.update({f"grad_norm/{k}": float(v) for k, v in norms.items()})
         out.update({k: float(v) for k, v in {**metrics, **ac_metrics}.items()})
         return out
+
+    def _step(self, names: list[str], loss: Tensor, norms: dict[str, Tensor]) -> None:
+        """Backpropagate ``loss`` once, then clip and step each named parameter set."""
+        for name in names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        for name in names:
+            params = self._params(name)
+            if self.agc > 0:
+                norms[name] = clip_by_agc_(params, self.agc)
+            else:
+                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.clips[name])
+            self.optimizers[name].step()
 
     def _autocast(self, enabled: bool):
         return autocast(self.device, enabled)
