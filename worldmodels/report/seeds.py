@@ -130,7 +130,7 @@ def run_seeds(
             while queue and len(running) < jobs:
                 seed = queue.pop(0)
                 run_dir = seed_dir(bench_dir, seed)
-                step = next_step(run_dir, bench)
+                step = next_step(run_dir, bench, seed)
                 if step is None:
                     echo(f"seed {seed}: finished at {reached_steps(run_dir):,} env steps")
                     status[seed] = 0
@@ -163,7 +163,7 @@ def run_seeds(
     return status
 
 
-def next_step(run_dir: Path, bench: Bench) -> tuple[list[str], str] | None:
+def next_step(run_dir: Path, bench: Bench, seed: int) -> tuple[list[str], str] | None:
     """The ``python -m worldmodels`` arguments a seed needs next and what they do: training
     (fresh or resumed), its final evaluation, or None when it has everything."""
     finished = checkpoint_steps(run_dir) >= bench.steps
@@ -172,7 +172,7 @@ def next_step(run_dir: Path, bench: Bench) -> tuple[list[str], str] | None:
         args = ["train", "--resume", str(run_dir), "--steps", str(bench.steps), *quiet]
         return args, f"resuming at {reached_steps(run_dir):,} env steps"
     if not finished:
-        return ["train", *bench.train_args(int(run_dir.name[len("seed-") :]), run_dir), *quiet], "starting"
+        return ["train", *bench.train_args(seed, run_dir), *quiet], "starting"
     if needs_final_eval(run_dir, bench):
         return ["eval", str(run_dir), "--episodes", str(bench.final_episodes)], (
             f"wm eval over {bench.final_episodes} episodes"
@@ -193,18 +193,24 @@ def _start(run_dir: Path, args: list[str], threads: int):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True), log
 
 
+def final_eval(run_dir: Path) -> dict | None:
+    """``RUN/eval.json`` if it evaluates the run's final state (its last metrics row), else None."""
+    path = run_dir / "eval.json"
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return result if result.get("env_steps") == reached_steps(run_dir) else None
+
+
 def needs_final_eval(run_dir: Path, bench: Bench) -> bool:
     """Whether a finished seed still lacks the ``wm eval`` of ``bench.final_episodes`` episodes."""
     if not bench.final_episodes:
         return False
-    path = run_dir / "eval.json"
-    if not path.exists():
-        return True
-    try:
-        done = json.loads(path.read_text())
-    except ValueError:
-        return True
-    return done.get("episodes") != bench.final_episodes or done.get("env_steps") != reached_steps(run_dir)
+    done = final_eval(run_dir)
+    return done is None or done.get("episodes") != bench.final_episodes
 
 
 # ------------------------------------------------------------------ report
@@ -276,9 +282,9 @@ def report(
             hit = steps[returns >= threshold]
             per_seed[seed]["reached_at"] = int(hit[0]) if hit.size else None
         curves[seed] = dict(zip(steps.tolist(), returns.tolist()))
-        final_eval = _final_eval(path) if upto >= bench.steps else None
-        if final_eval is not None:
-            per_seed[seed]["final_eval"] = final_eval
+        last_eval = _final_eval(path) if upto >= bench.steps else None
+        if last_eval is not None:
+            per_seed[seed]["final_eval"] = last_eval
     scores = np.array([v["score"] for v in per_seed.values()])
     finals = np.array([v["final"] for v in per_seed.values()])
     common = sorted(set.intersection(*(set(c) for c in curves.values())))
@@ -315,15 +321,9 @@ def report(
 
 
 def _final_eval(run_dir: Path) -> dict | None:
-    """``wm eval``'s result for the seed's final checkpoint, if it has one."""
-    path = run_dir / "eval.json"
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if result.get("env_steps") != reached_steps(run_dir):
+    """What the report keeps of the seed's final ``wm eval``, if it has one."""
+    result = final_eval(run_dir)
+    if result is None:
         return None
     keep = ("mean_return", "std_return", "episodes", "env_steps", "returns", "protocol")
     return {k: result[k] for k in keep if k in result}
