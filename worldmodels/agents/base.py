@@ -98,26 +98,28 @@ def check_finite(terms: Mapping[str, Tensor]) -> None:
             )
 
 
+def clip_gradients(parameters: Iterable[Tensor], *, clip: float | None = None, agc: float = 0.0) -> Tensor | None:
+    """Clip the gradients of ``parameters`` adaptively per tensor (``agc`` > 0, nn/optim.py) or by
+    their global norm (``clip``); returns the norm before clipping (None when nothing clipped)."""
+    if agc > 0:
+        return clip_by_agc_(parameters, agc)
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip)
+    return None
+
+
 def optimize(
     optimizer: torch.optim.Optimizer,
     loss: Tensor,
     parameters: Iterable[Tensor] | None = None,
     *,
     clip: float | None = None,
-    agc: float = 0.0,
     check: Mapping[str, Tensor] | None = None,
-) -> Tensor | None:
+) -> None:
     """One gradient step: refuse non-finite terms (``check``, default ``{"loss": loss}``), zero the
-    gradients, backpropagate, clip the gradients of ``parameters`` (adaptively per tensor with
-    ``agc`` > 0, else their global norm to ``clip``), step. Returns the gradient norm before
-    clipping when it clipped (None otherwise)."""
+    gradients, backpropagate, clip the gradient norm of ``parameters`` to ``clip``, step."""
     check_finite({"loss": loss} if check is None else check)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    norm = None
-    if agc > 0:
-        norm = clip_by_agc_(parameters, agc)
-    elif clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+    clip_gradients(parameters, clip=clip)
     optimizer.step()
-    return norm

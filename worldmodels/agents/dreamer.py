@@ -14,10 +14,10 @@ from ..behavior.returns import ReturnScale, lambda_returns, replay_lambda_return
 from ..config import DreamerConfig, ModelConfig, validate_dreamer
 from ..models.base import WorldModelBase
 from ..nn.layers import time_slice
-from ..nn.optim import clip_by_agc_, make_optimizer
+from ..nn.optim import make_optimizer
 from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
-from .base import Agent, build_world_model, check_finite
+from .base import Agent, build_world_model, check_finite, clip_gradients
 
 
 class PolicyCarry(NamedTuple):
@@ -225,11 +225,7 @@ class Dreamer(Agent):
             self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
         for name in names:
-            params = self._params(name)
-            if self.agc > 0:
-                norms[name] = clip_by_agc_(params, self.agc)
-            else:
-                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.clips[name])
+            norms[name] = clip_gradients(self._params(name), clip=self.clips[name], agc=self.agc)
             self.optimizers[name].step()
 
     def _autocast(self, enabled: bool):
