@@ -155,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode (greedy)")
     ev.add_argument("--device", help="where to run it (default: the run's --device; auto: cuda when available)")
+    ood = ev.add_argument_group(
+        "domains", "evaluate out of distribution (RUN/ood/): parameters not named here are nominal"
+    )
+    ood.add_argument(
+        "--vary",
+        metavar="SPEC",
+        help="a grid of one or two parameters, NAME=LO:HI:N each ('masspole=0.25:4:9,length=0.25:4:9'): "
+        "--episodes per cell, RUN/ood/grid.json and a heatmap (or curve) grid.png",
+    )
+    ood.add_argument("--set", dest="set_", metavar="SPEC", default="", help="fix parameters: 'body_mass[pole]=3.0'")
+    ood.add_argument(
+        "--disturb", metavar="SPEC", help="disturbances instead of the run's own: 'push=1.0@0.05,obs_noise=0.01'"
+    )
+    ood.add_argument(
+        "--nominal", action="store_true", help="the nominal env: none of the run's randomisation or disturbances"
+    )
 
     dr = sub.add_parser(
         "dream", help="open-loop video prediction on held-out episodes: MSE, PSNR, SSIM vs repeating the last frame"
@@ -309,6 +325,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .report.evaluate import evaluate
     from .run.runs import load_run
 
+    if args.vary or args.set_ or args.disturb is not None or args.nominal:
+        return _eval_domains(args, load_run(args.run, device=args.device))
     result = evaluate(
         load_run(args.run, device=args.device),
         episodes=args.episodes,
@@ -318,6 +336,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     print(f"return {result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} episodes")
     print(f"wrote {Path(args.run) / 'eval.json'}" + (f" and {result['video']}" if "video" in result else ""))
+    return 0
+
+
+def _eval_domains(args: argparse.Namespace, run) -> int:
+    from .report.ood import evaluate_domain, evaluate_grid
+
+    common = dict(set_=args.set_, disturb=args.disturb, episodes=args.episodes, seed=args.seed, mode=not args.sample)
+    if args.vary:
+        if args.nominal:
+            raise ValueError("--vary evaluates named domains with everything else nominal already; drop --nominal")
+        grid = evaluate_grid(run, args.vary, echo=print, **common)
+        cells = [v for row in grid["mean"] for v in (row if isinstance(row, list) else [row])]
+        print(f"return over the grid: {min(cells):.1f} .. {max(cells):.1f} (mean {sum(cells) / len(cells):.1f})")
+        print(f"wrote {grid['json']} and {grid['png']}")
+        return 0
+    result = evaluate_domain(run, nominal=args.nominal, **common)
+    where = ", ".join(t for t in (result["set"], result["disturb"]) if t) or "nominal"
+    print(
+        f"{where}: return {result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} episodes"
+    )
+    print(f"wrote {result['path']}")
     return 0
 
 

@@ -286,6 +286,17 @@ class Config:
     planner: str = _f("auto", "pets and mpc: cem | mppi | mcts (auto: cem, or mcts for discrete actions)")
     device: str = _f("auto", "where models run: auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
     env_kwargs: str = _f("{}", "keyword arguments for the env's constructor, as JSON: '{\"continuous\": false}'")
+    randomize: str = _f(
+        "",
+        "domain randomisation, drawn anew every episode: NAME=LO:HI scales the nominal value (log-uniform), "
+        "NAME==LO:HI sets it (uniform), comma-separated: 'masspole=0.5:2,visual.hue=-0.2:0.2', "
+        "'body_mass[pole]=0.5:2' (docs/DESIGN.md, Domains)",
+    )
+    disturb: str = _f(
+        "",
+        "disturbances while training and evaluating: 'push=SIZE@PROB,action_noise=S,obs_noise=S,delay=K' "
+        "(docs/DESIGN.md, Domains)",
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -504,6 +515,8 @@ def check_logdir(logdir: Any) -> None:
 # no replay value loss), though under this version's update order and episode seeds.
 ADDED_LATER: dict[str, Any] = {
     "eval_policy": "greedy",
+    "randomize": "",
+    "disturb": "",
     "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
@@ -661,6 +674,7 @@ def validate(cfg: Config, *, device: bool = True) -> None:
     if device:
         check_device(cfg.device)
     env_kwargs(cfg)
+    check_domain_specs(cfg)
     if spec.validate is not None:
         spec.validate(cfg)
 
@@ -730,6 +744,16 @@ def resolve_device(device: str):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)
     return torch.device(device)
+
+
+def check_domain_specs(cfg: Config) -> None:
+    """``--randomize`` and ``--disturb`` parse (whether the env has those parameters is checked
+    when it is made, before a run folder is)."""
+    from .envs.disturbances import Disturbance
+    from .envs.domains import Domain
+
+    Domain.parse(cfg.randomize)
+    Disturbance.parse(cfg.disturb)
 
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:

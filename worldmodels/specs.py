@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 # Observation keys the encoders understand: uint8 images (H, W, C) and float vectors (D,).
 IMAGE, VECTOR = "image", "vector"
+# Recorded beside the observations, never encoded: the episode's domain values (envs/domains.py).
+DOMAIN = "domain"
 
 
 @dataclass(frozen=True)

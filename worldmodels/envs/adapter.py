@@ -8,7 +8,7 @@ from gymnasium import spaces
 from PIL import Image
 
 from ..errors import UnsupportedSpaceError
-from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
+from ..specs import DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
 from .spaces import SUPPORTED_OBS, action_spec, flatten_obs, is_image_space, to_env_action, vector_size
 
 
@@ -28,7 +28,10 @@ class ModelEnv(gym.Wrapper):
     ``obs_mode``: ``state`` (the env's observation; an image-like Box becomes ``image``),
     ``pixels`` (``rgb_array`` renders only) or ``both`` (renders plus the state vector).
     Actions are one-hots for ``Discrete`` and values in [-1, 1] scaled to a ``Box``'s bounds.
-    ``action_repeat`` repeats each action, summing rewards.
+    ``action_repeat`` repeats each action, summing rewards. Under a
+    :class:`~worldmodels.envs.domains.Randomization` the observations also hold ``"domain"``, the
+    episode's parameter values (float32, in its ``domain_names`` order), which the replay records
+    and no encoder reads.
     """
 
     def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1):
@@ -59,6 +62,12 @@ class ModelEnv(gym.Wrapper):
             obs_spaces[IMAGE] = spaces.Box(0, 255, self.obs_spec.image, np.uint8)
         if vec is not None:
             obs_spaces[VECTOR] = spaces.Box(-np.inf, np.inf, (vec,), np.float32)
+        try:
+            self.domain_names: tuple[str, ...] = tuple(env.get_wrapper_attr("domain_names"))
+        except AttributeError:
+            self.domain_names = ()
+        if self.domain_names:
+            obs_spaces[DOMAIN] = spaces.Box(-np.inf, np.inf, (len(self.domain_names),), np.float32)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
 
@@ -95,9 +104,15 @@ class ModelEnv(gym.Wrapper):
             obs[VECTOR] = flatten_obs(self._vector_space, raw)
         return obs
 
+    def _with_domain(self, obs: dict[str, np.ndarray], info: dict) -> dict[str, np.ndarray]:
+        if self.domain_names:
+            values = info.get("domain", {})
+            obs[DOMAIN] = np.array([values.get(k, np.nan) for k in self.domain_names], np.float32)
+        return obs
+
     def reset(self, **kwargs):
         raw, info = self.env.reset(**kwargs)
-        return self._observe(raw), info
+        return self._with_domain(self._observe(raw), info), info
 
     def step(self, action):
         env_action = to_env_action(self.env.action_space, action)
@@ -107,4 +122,4 @@ class ModelEnv(gym.Wrapper):
             total += float(reward)
             if terminated or truncated:
                 break
-        return self._observe(raw), total, terminated, truncated, info
+        return self._with_domain(self._observe(raw), info), total, terminated, truncated, info

@@ -74,5 +74,10 @@ class DMCEnv(gym.Env):
         truncated = ts.last() and not terminated
         return self._flat(ts), float(ts.reward or 0.0), terminated, truncated, {}
 
+    def mujoco_handles(self):
+        """``(MjModel, MjData, seconds per env step)``: what envs/physics.py changes and pushes."""
+        physics = self._env.physics
+        return physics.model.ptr, physics.data.ptr, float(self._env.control_timestep())
+
     def render(self):
         return self._env.physics.render(self.render_size, self.render_size, camera_id=0)

@@ -17,6 +17,9 @@ import gymnasium as gym
 from ..errors import UnknownEnvError
 from ..registry import SUITES
 from .adapter import ModelEnv
+from .disturbances import Disturbance
+from .domain_spec import DomainSpecError
+from .domains import Domain
 from .seeding import EpisodeSeeds
 
 
@@ -181,13 +184,19 @@ def make_env(
     max_episode_steps: int = 0,
     render_size: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    randomize: str | Domain = "",
+    disturb: str | Disturbance = "",
 ) -> ModelEnv:
     """One environment adapted for the model (see :class:`ModelEnv`).
 
     ``env_id``: ``suite:task`` for a registered suite (``dmc:walker-walk``), else a gymnasium id,
     which may be ``module:Id`` to import ``module`` first. ``env_kwargs`` go to the env's
-    constructor (``gym.make(env_id, **env_kwargs)``, or the suite's ``make``).
+    constructor (``gym.make(env_id, **env_kwargs)``, or the suite's ``make``). ``randomize``
+    (envs/domains.py) and ``disturb`` (envs/disturbances.py) wrap the env before the adapter,
+    as specs or objects.
     """
+    domain = randomize if isinstance(randomize, Domain) else Domain.parse(randomize)
+    disturbance = disturb if isinstance(disturb, Disturbance) else Disturbance.parse(disturb)
     env_kwargs = dict(env_kwargs or {})
     prefix, sep, task = env_id.partition(":")
     if sep and prefix in SUITES.names():
@@ -218,7 +227,28 @@ def make_env(
             if env_kwargs:  # most likely a keyword the env's constructor does not take
                 raise _bad_kwargs(env_id, env_kwargs, err) from err
             raise
-    return ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
+    try:
+        if domain:
+            env = domain.wrap(env)
+        if disturbance:
+            env = disturbance.wrap(env)
+        adapted = ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
+    except BaseException:
+        env.close()
+        raise
+    visual = [p.key for p in domain.params if p.visual]
+    if visual and adapted.obs_spec.image is None:
+        adapted.close()
+        raise DomainSpecError(
+            f"{', '.join(visual)} change what the camera sees, but this run sees state vectors (--obs {obs_mode}); "
+            "use --obs pixels or --obs both, or randomise physical parameters instead"
+        )
+    if disturbance.obs_noise and obs_mode == "pixels":
+        adapted.close()
+        raise DomainSpecError(
+            "obs_noise perturbs state vectors, which --obs pixels does not see; use --randomize visual.noise=S"
+        )
+    return adapted
 
 
 def env_factory(env_id: str, stream: int | None = None, **kwargs) -> Callable[[], gym.Env]:

@@ -167,3 +167,67 @@ def seed_curves(reports: dict[str, dict], path: Path, title: str, threshold: flo
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _tick(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def domain_grids(grids: dict[str, dict], path: Path, title: str) -> Path:
+    """Returns over a grid of domains (report/ood.py), side by side under one colour scale:
+    heatmaps for two parameters, curves with ±1 std bands for one. The training range, where
+    the run had one, is outlined (heatmaps) or shaded (curves)."""
+    first = next(iter(grids.values()))
+    if len(first["axes"]) == 1:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        axis = first["axes"][0]
+        for label, grid in grids.items():
+            x, mean, std = np.array(grid["axes"][0]["values"]), np.array(grid["mean"]), np.array(grid["std"])
+            (line,) = ax.plot(x, mean, "o-", label=label)
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            if axis["key"] in grid.get("trained_range", {}):
+                lo, hi = grid["trained_range"][axis["key"]]
+                ax.axvspan(lo, hi, color=line.get_color(), alpha=0.08)
+        if not axis["absolute"]:
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{axis['key']} (x nominal)")
+        else:
+            ax.set_xlabel(axis["key"])
+        ax.set_ylabel("return")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(title)
+    else:
+        lows = [np.min(g["mean"]) for g in grids.values()]
+        highs = [np.max(g["mean"]) for g in grids.values()]
+        vmin, vmax = min(lows), max(highs)
+        fig, axes = plt.subplots(1, len(grids), figsize=(5.2 * len(grids) + 1, 4.8), squeeze=False)
+        for ax, (label, grid) in zip(axes[0], grids.items()):
+            ya, xa = grid["axes"]
+            mean = np.array(grid["mean"])
+            image = ax.imshow(mean, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+            ax.set_xticks(range(len(xa["values"])), [_tick(v) for v in xa["values"]], rotation=45)
+            ax.set_yticks(range(len(ya["values"])), [_tick(v) for v in ya["values"]])
+            ax.set_xlabel(xa["key"] + ("" if xa["absolute"] else " (x nominal)"))
+            ax.set_ylabel(ya["key"] + ("" if ya["absolute"] else " (x nominal)"))
+            for (i, j), value in np.ndenumerate(mean):
+                shade = "white" if value < (vmin + vmax) / 2 else "black"
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6, color=shade)
+            inside = [_inside(a["values"], grid.get("trained_range", {}).get(a["key"])) for a in (ya, xa)]
+            if all(span is not None for span in inside):
+                (y0, y1), (x0, x1) = inside
+                ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="red", lw=2))
+            ax.set_title(label)
+        fig.colorbar(image, ax=axes[0].tolist(), label="mean return")
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _inside(values: list[float], span: list[float] | None) -> tuple[int, int] | None:
+    """First and last index of ``values`` within ``span`` (None: no span, or no value in it)."""
+    if span is None:
+        return None
+    idx = [i for i, v in enumerate(values) if span[0] - 1e-9 <= v <= span[1] + 1e-9]
+    return (idx[0], idx[-1]) if idx else None

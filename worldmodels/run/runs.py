@@ -105,6 +105,8 @@ def env_kwargs(cfg: Config) -> dict:
         action_repeat=cfg.action_repeat,
         max_episode_steps=cfg.max_episode_steps,
         env_kwargs=parse_env_kwargs(cfg),
+        randomize=cfg.randomize,
+        disturb=cfg.disturb,
     )
 
 

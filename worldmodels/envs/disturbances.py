@@ -1,0 +1,182 @@
+"""Disturbances: what the real world does to an agent that a simulator does not, unless asked.
+
+    --disturb "push=0.5@0.02,action_noise=0.1,obs_noise=0.01,delay=1"
+
+- ``push=SIZE@PROB`` (or ``push[body]=SIZE@PROB`` on MuJoCo): with probability PROB per step, a
+  push of SIZE (a change of velocity; envs/physics.py says of what, per env).
+- ``action_noise=S``: Gaussian noise of S half-ranges on continuous actions; on discrete ones,
+  a uniformly random action with probability S.
+- ``obs_noise=S``: Gaussian noise of standard deviation S on state-vector observations.
+- ``delay=K``: the env executes the action chosen K steps earlier (the episode's first action
+  until then), as a slow actuator or a control loop with latency would.
+
+The draws come from a generator seeded by the reset's seed (like envs/domains.py's), so the
+pushes of an episode are a function of its seed. ``info["push"]`` is the push applied at a step
+(0 when none).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .domain_spec import DomainSpecError
+from .physics import no_physics_error, physics_of
+
+_DISTURB_SALT = 0xD157
+_PUSH = re.compile(r"^push(?:\[(?P<target>[^\]]+)\])?$")
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """The disturbances of an env (all off by default)."""
+
+    push: float = 0.0
+    push_prob: float = 0.0
+    push_target: str | None = None
+    action_noise: float = 0.0
+    obs_noise: float = 0.0
+    delay: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.push and self.push_prob) or bool(self.action_noise or self.obs_noise or self.delay)
+
+    @classmethod
+    def parse(cls, text: str, *, flag: str = "--disturb") -> Disturbance:
+        values: dict[str, Any] = {}
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            push = _PUSH.match(key)
+            if not eq or not value:
+                raise DomainSpecError(f"{flag} {item!r} is not NAME=VALUE; e.g. push=0.5@0.02,action_noise=0.1")
+            if push:
+                size, at, prob = value.partition("@")
+                if not at:
+                    raise DomainSpecError(f"{flag} {item!r}: write push=SIZE@PROBABILITY, e.g. push=0.5@0.02")
+                values["push"], values["push_prob"] = _number(size, item, flag), _number(prob, item, flag)
+                values["push_target"] = push["target"]
+                if not 0 <= values["push_prob"] <= 1:
+                    raise DomainSpecError(f"{flag} {item!r}: the probability per step must be in [0, 1]")
+            elif key in ("action_noise", "obs_noise"):
+                values[key] = _number(value, item, flag)
+            elif key == "delay":
+                delay = _number(value, item, flag)
+                if not delay.is_integer():
+                    raise DomainSpecError(f"{flag} {item!r}: the delay is a whole number of steps")
+                values["delay"] = int(delay)
+            else:
+                raise DomainSpecError(
+                    f"{flag}: unknown disturbance {key!r}; the disturbances are push=SIZE@PROB (push[body]=... on "
+                    "MuJoCo), action_noise=S, obs_noise=S, delay=K"
+                )
+        return cls(**values)
+
+    @property
+    def text(self) -> str:
+        parts = []
+        if self.push and self.push_prob:
+            target = f"[{self.push_target}]" if self.push_target else ""
+            parts.append(f"push{target}={_num(self.push)}@{_num(self.push_prob)}")
+        parts += [f"{f.name}={_num(getattr(self, f.name))}" for f in fields(self)[3:] if getattr(self, f.name)]
+        return ",".join(parts)
+
+    def wrap(self, env: gym.Env) -> Disturbed:
+        return Disturbed(env, self)
+
+
+def _number(text: str, item: str, flag: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DomainSpecError(f"{flag} {item!r}: {text!r} is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise DomainSpecError(f"{flag} {item!r}: sizes, noise and delays are finite numbers >= 0, got {text!r}")
+    return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+class Disturbed(gym.Wrapper):
+    """Applies a :class:`Disturbance` to any gymnasium env (pushes need envs/physics.py's backends)."""
+
+    def __init__(self, env: gym.Env, disturbance: Disturbance):
+        super().__init__(env)
+        self.disturbance = d = disturbance
+        self.physics = None
+        if d.push and d.push_prob:
+            self.physics = physics_of(env)
+            if self.physics is None:
+                raise no_physics_error(env, f"--disturb {d.text}")
+            if d.push_target is not None:
+                check = getattr(self.physics, "check_push_target", None)
+                if check is None:
+                    raise DomainSpecError(
+                        f"push[{d.push_target}]: bodies are named only in MuJoCo envs; write push=..."
+                    )
+                check(d.push_target)
+        if d.obs_noise and not (
+            isinstance(env.observation_space, spaces.Box) and np.issubdtype(env.observation_space.dtype, np.floating)
+        ):
+            raise DomainSpecError(
+                f"obs_noise perturbs state vectors; this env's observations are {env.observation_space}. "
+                "For images use --randomize visual.noise=..."
+            )
+        self._rng = np.random.default_rng(_DISTURB_SALT)
+        self._queue: collections.deque = collections.deque()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng([int(seed), _DISTURB_SALT])
+        self._queue.clear()
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._observe(obs), {**info, "push": 0.0}
+
+    def step(self, action):
+        d = self.disturbance
+        if d.delay:
+            if not self._queue:  # the episode's first action stands in for the K before it
+                self._queue.extend([action] * d.delay)
+            self._queue.append(action)
+            action = self._queue.popleft()
+        action = self._noisy(action)
+        pushed = 0.0
+        if self.physics is not None and self._rng.random() < d.push_prob:
+            self.physics.push(self._rng, d.push, d.push_target)
+            pushed = d.push
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        finally:
+            if self.physics is not None:
+                self.physics.release()
+        return self._observe(obs), reward, terminated, truncated, {**info, "push": pushed}
+
+    def _noisy(self, action):
+        noise, space = self.disturbance.action_noise, self.env.action_space
+        if not noise:
+            return action
+        if isinstance(space, spaces.Discrete):
+            if self._rng.random() < noise:
+                return int(space.start + self._rng.integers(space.n))
+            return action
+        if isinstance(space, spaces.Box):
+            half = (space.high - space.low) / 2
+            noisy = np.asarray(action) + self._rng.normal(0.0, noise, space.shape) * half
+            return np.clip(noisy, space.low, space.high).astype(space.dtype)
+        raise DomainSpecError(f"action_noise works on Discrete and Box actions; this env's are {space}")
+
+    def _observe(self, obs):
+        if not self.disturbance.obs_noise:
+            return obs
+        noisy = obs + self._rng.normal(0.0, self.disturbance.obs_noise, np.shape(obs))
+        return noisy.astype(self.env.observation_space.dtype)
