@@ -4,8 +4,8 @@
 grid of one or two parameters (a curve or a heatmap) and writes ``RUN/ood/grid.json`` and
 ``RUN/ood/grid.png``; ``--set`` fixes parameters (in a grid, or alone for one domain) and
 ``--disturb`` applies disturbances. In both, every parameter the flags do not name is at its
-nominal value, and every cell plays the same start states (``wm eval``'s own reset seeds), so
-cells differ only in their domain.
+nominal value, and every cell plays the same start states (``wm eval``'s own reset seeds) with
+the agent's random draws restarted alike, so cells differ only in their domain.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from ..envs.disturbances import Disturbance
 from ..envs.domain_spec import DomainSpecError
 from ..envs.domains import Domain
 from ..envs.make import make_env
 from ..envs.seeding import report_seeds
-from ..run.collect import play_episodes, return_summary
+from ..run.collect import agent_device, play_episodes, return_summary
 from ..run.runs import LoadedRun, env_kwargs
 from .plots import domain_grids
 
@@ -30,10 +31,16 @@ OOD = "ood"
 
 
 def _play(run: LoadedRun, domain: Domain, disturbance: Disturbance, seeds: list[int], mode: bool) -> list[float]:
+    """The episodes of ``seeds`` in one domain. The agent's own draws (latent samples, sampled
+    actions) restart from the same torch seed in every domain, so that domains are compared on
+    the same starts and the same luck."""
     cfg = run.config
     env = make_env(cfg.env, **{**env_kwargs(cfg), "randomize": domain, "disturb": disturbance})
+    device = agent_device(run.agent)
     try:
-        return [ep.ret for ep in play_episodes(env, run.agent, seeds, mode=mode)]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seeds[0])
+            return [ep.ret for ep in play_episodes(env, run.agent, seeds, mode=mode)]
     finally:
         env.close()
 

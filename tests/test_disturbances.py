@@ -1,0 +1,126 @@
+"""Disturbances: pushes at the stated rate and size, action and observation noise, delays."""
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+from worldmodels.envs.disturbances import Disturbance
+from worldmodels.envs.domain_spec import DomainSpecError
+from worldmodels.envs.make import make_env
+
+
+class ActionLog(gym.Wrapper):
+    """Records the actions the env really executes."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.actions = []
+
+    def step(self, action):
+        self.actions.append(np.copy(action))
+        return self.env.step(action)
+
+
+def test_spec_round_trips_and_bad_specs_are_refused():
+    d = Disturbance.parse("push=0.5@0.02,action_noise=0.1,obs_noise=0.01,delay=2")
+    assert (d.push, d.push_prob, d.action_noise, d.obs_noise, d.delay) == (0.5, 0.02, 0.1, 0.01, 2)
+    assert Disturbance.parse(d.text) == d and not Disturbance.parse("")
+    assert Disturbance.parse("push[pole]=1@0.1").push_target == "pole"
+    for text, message in [
+        ("push=0.5", "push=SIZE@PROBABILITY"),
+        ("push=0.5@2", r"probability per step must be in \[0, 1\]"),
+        ("wind=3", "unknown disturbance 'wind'"),
+        ("delay=1.5", "whole number of steps"),
+        ("obs_noise=-1", ">= 0"),
+    ]:
+        with pytest.raises(DomainSpecError, match=message):
+            Disturbance.parse(text)
+
+
+def test_pushes_come_at_the_stated_rate_and_size():
+    # CartPole: a push adds +-size to the pole's angular velocity before the step.
+    env = Disturbance.parse("push=0.5@0.2").wrap(gym.make("CartPole-v1"))
+    twin = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    pushes, steps = 0, 0
+    for _ in range(3000):
+        state = np.array(env.unwrapped.state)
+        twin.reset()
+        twin.unwrapped.state = state.copy()
+        expected, *_ = twin.step(1)
+        obs, _, terminated, truncated, info = env.step(1)
+        if info["push"]:
+            pushes += 1
+            undisturbed_theta_dot = expected[3]
+            # The push changes theta_dot by +-0.5 before the step; one step of CartPole's Euler
+            # integration carries it through, plus what the changed velocity does to the angle.
+            assert abs(abs(obs[3] - undisturbed_theta_dot) - 0.5) < 0.05
+        else:
+            assert obs == pytest.approx(expected)
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    # Binomial(3000, 0.2): mean 600, std 22; 5 std either way.
+    assert abs(pushes - 0.2 * steps) < 5 * np.sqrt(steps * 0.2 * 0.8)
+
+
+def test_mujoco_push_changes_the_body_velocity_by_its_size():
+    env = make_env("InvertedPendulum-v5", disturb="push=1.0@1.0")
+    plain = make_env("InvertedPendulum-v5")
+    env.reset(seed=0)
+    plain.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    plain.step(np.zeros(1, np.float32))
+    # A force of size x subtree mass / step time on the cart changes the velocity of the centre
+    # of mass of the cart and its pole by size (the cart alone moves faster: the pole lags).
+    velocities = []
+    for e in (env, plain):
+        model, data = e.unwrapped.model, e.unwrapped.data
+        mujoco.mj_subtreeVel(model, data)
+        velocities.append(data.subtree_linvel[1, 0])
+    assert abs(velocities[0] - velocities[1]) == pytest.approx(1.0, rel=0.02)
+    assert not env.unwrapped.data.xfrc_applied.any()  # released after the step
+
+
+def test_action_noise_delay_and_observation_noise():
+    log = ActionLog(gym.make("CartPole-v1"))
+    env = Disturbance.parse("action_noise=0.3").wrap(log)
+    env.reset(seed=0)
+    for _ in range(2000):
+        _, _, term, trunc, _ = env.step(1)
+        if term or trunc:
+            env.reset()
+    flipped = np.mean(np.array(log.actions) == 0)
+    assert abs(flipped - 0.15) < 0.03  # replaced with probability 0.3, by the other action half the time
+
+    log = ActionLog(gym.make("Pendulum-v1"))
+    env = Disturbance.parse("delay=2").wrap(log)
+    env.reset(seed=0)
+    sent = [np.array([v], np.float32) for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    for a in sent:
+        env.step(a)
+    executed = [float(a[0]) for a in log.actions]
+    assert executed == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.3])  # two steps late, the first action before
+
+    plain, noisy = gym.make("Pendulum-v1"), Disturbance.parse("obs_noise=0.05").wrap(gym.make("Pendulum-v1"))
+    diffs = []
+    for seed in range(200):
+        diffs.append(noisy.reset(seed=seed)[0] - plain.reset(seed=seed)[0])
+    assert np.std(diffs) == pytest.approx(0.05, rel=0.15)
+
+    log = ActionLog(gym.make("Pendulum-v1"))
+    env = Disturbance.parse("action_noise=0.1").wrap(log)
+    env.reset(seed=0)
+    for _ in range(500):
+        env.step(np.zeros(1, np.float32))
+    assert np.std(log.actions) == pytest.approx(0.1 * 2.0, rel=0.15)  # 0.1 half-ranges of [-2, 2]
+
+
+def test_disturbances_that_do_not_fit_the_env_are_refused():
+    with pytest.raises(DomainSpecError, match="obs_noise perturbs state vectors"):
+        make_env("CartPole-v1", obs_mode="pixels", disturb="obs_noise=0.01")
+    with pytest.raises(DomainSpecError, match="no body named 'polx' to push; its bodies: cart, pole"):
+        make_env("InvertedPendulum-v5", disturb="push[polx]=1@0.1")
+    with pytest.raises(DomainSpecError, match="bodies are named only in MuJoCo envs"):
+        make_env("CartPole-v1", disturb="push[pole]=1@0.1")
