@@ -297,6 +297,12 @@ class Config:
         "disturbances while training and evaluating: 'push=SIZE@PROB,action_noise=S,obs_noise=S,delay=K' "
         "(docs/DESIGN.md, Domains)",
     )
+    invariant_encoder: bool = _f(
+        False,
+        "train the encoder to be blind to the randomised domain (DANN: a domain classifier on its output behind a "
+        "gradient-reversal layer); needs --randomize and a family with an encoder (dreamer, mpc)",
+    )
+    invariant_weight: float = _f(1.0, "scale of the reversed domain-classifier gradient in the encoder", gt=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -517,6 +523,8 @@ ADDED_LATER: dict[str, Any] = {
     "eval_policy": "greedy",
     "randomize": "",
     "disturb": "",
+    "invariant_encoder": False,
+    "invariant_weight": 1.0,
     "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
@@ -697,6 +705,11 @@ def validate_dreamer(cfg: Config) -> None:
 
 
 def validate_pets(cfg: Config) -> None:
+    if cfg.invariant_encoder:
+        raise ValueError(
+            "--invariant-encoder trains an encoder, and pets' ensemble has none (it models state vectors as they "
+            "are); use --agent dreamer or mpc"
+        )
     if cfg.obs != "state":
         raise ValueError(
             "--agent pets models state vectors (--obs state); for pixels plan in a latent model: --agent mpc"
@@ -710,6 +723,11 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
+    if cfg.invariant_encoder:
+        raise ValueError(
+            "--invariant-encoder trains the encoder inside the replay loop of dreamer and mpc; V/M/C trains its VAE "
+            "in a stage of its own, which does not take it. Use --agent dreamer or mpc"
+        )
     v = cfg.vmc
     if cfg.model.image_size != 64:
         raise ValueError(

@@ -86,6 +86,31 @@ def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Mod
     return model
 
 
+def build_adversary(cfg, world_model: nn.Module) -> nn.Module | None:
+    """The domain adversary of ``--invariant-encoder`` (models/invariance.py) for ``world_model``,
+    or None without the flag; a family without an encoder, or a run with nothing randomised, is
+    a :class:`RunConfigError` saying why."""
+    if not cfg.invariant_encoder:
+        return None
+    from ..envs.domains import Domain
+    from ..models.base import ENCODES
+    from ..models.invariance import DomainAdversary, varied
+
+    family = agent_spec(cfg.agent).check_family(cfg)
+    if ENCODES not in world_model.capabilities:
+        raise RunConfigError(
+            f"--invariant-encoder trains an encoder, and the {family!r} family has none (it declares no "
+            f"'{ENCODES}' capability); use a family with an encoder, such as rssm"
+        )
+    params = Domain.parse(cfg.randomize).params
+    if not varied(params):
+        raise RunConfigError(
+            "--invariant-encoder makes the encoder blind to the randomised domain, and nothing is randomised: give "
+            "--randomize with at least one range, e.g. --randomize 'visual.hue=-0.3:0.3'"
+        )
+    return DomainAdversary(world_model.embed_size, params, weight=cfg.invariant_weight, units=cfg.model.units)
+
+
 # ------------------------------------------------------------------ the gradient step
 def check_finite(terms: Mapping[str, Tensor]) -> None:
     """Raise before an optimiser step if any loss term is NaN or infinite, naming it."""

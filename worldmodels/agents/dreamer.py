@@ -16,8 +16,8 @@ from ..models.base import WorldModelBase
 from ..nn.layers import time_slice
 from ..nn.optim import make_optimizer
 from ..registry import AgentSpec
-from ..specs import ActionSpec, ObsSpec
-from .base import Agent, build_world_model, check_finite, clip_gradients
+from ..specs import DOMAIN, ActionSpec, ObsSpec
+from .base import Agent, build_adversary, build_world_model, check_finite, clip_gradients
 
 
 class PolicyCarry(NamedTuple):
@@ -94,9 +94,12 @@ class Dreamer(Agent):
         actor_grad_mix: float = 0.5,
         imag_bf16: bool = False,
         model_bf16: bool = False,
+        adversary: nn.Module | None = None,
     ):
         super().__init__()
         self.world_model = world_model
+        # --invariant-encoder: a domain classifier behind gradient reversal, stepped with the model.
+        self.adversary = adversary
         self.obs_spec = world_model.obs_spec
         self.action_spec = action_spec
         feat, onehot = world_model.feature_size, world_model.feature_onehot
@@ -131,7 +134,8 @@ class Dreamer(Agent):
 
     def _params(self, name: str) -> list[nn.Parameter]:
         module = {"model": self.world_model, "actor": self.actor, "critic": self.critic}[name]
-        return list(module.parameters())
+        extra = self.adversary.parameters() if name == "model" and self.adversary is not None else ()
+        return [*module.parameters(), *extra]
 
     # ---------------------------------------------------------- trainer API
     def configure_replay(self, batch: int, seq_len: int) -> None:
@@ -183,12 +187,18 @@ class Dreamer(Agent):
         self.train()
         with self._autocast(self.model_bf16):
             losses, posts, metrics = self.world_model.loss(batch)
+        metrics = dict(metrics)
         losses = {k: v.float() for k, v in losses.items()}
         posts = posts.map(lambda x: x.float())
         scales = self.world_model.loss_scales
         assert set(losses) == set(scales), (sorted(losses), sorted(scales))
         terms = {k: v.mean() for k, v in losses.items()}
         model_loss = sum(scales[k] * v for k, v in terms.items())
+        if self.adversary is not None:
+            with self._autocast(self.model_bf16):
+                embed = self.world_model.embed({k: batch[k] for k in self.obs_spec.keys()})
+            terms["domain"], metrics["domain/adversary_acc"] = self.adversary.loss(embed, batch[DOMAIN])
+            model_loss = model_loss + terms["domain"]  # the reversal inside turns it against the encoder
 
         B, T = batch["is_first"].shape
         norms: dict[str, Tensor] = {}
@@ -317,6 +327,7 @@ def make_dreamer(
     agent: DreamerConfig,
     cls: type = None,
     world_model: WorldModelBase | None = None,
+    adversary: nn.Module | None = None,
 ) -> Dreamer:
     """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks;
     the world model is the RSSM of ``model`` unless one is given."""
@@ -356,12 +367,14 @@ def make_dreamer(
         actor_grad_mix=agent.actor_grad_mix,
         imag_bf16=agent.imag_bf16,
         model_bf16=model.bf16,
+        adversary=adversary,
     )
 
 
 def build_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> Dreamer:
     wm = build_world_model(cfg, obs_spec, action_spec)
-    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm)
+    adversary = build_adversary(cfg, wm)
+    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm, adversary=adversary)
     agent.configure_replay(cfg.batch, cfg.seq_len)
     return agent
 

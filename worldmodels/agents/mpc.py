@@ -18,7 +18,7 @@ from ..config import Config, validate_mpc
 from ..planning.objectives import discounted_return, summarize
 from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
-from .base import build_world_model
+from .base import build_adversary, build_world_model
 from .dreamer import Dreamer, make_dreamer
 from .planners import build_planner, is_tree_search, on_device, plan_first_action
 
@@ -121,7 +121,10 @@ class LatentMPC(Dreamer):
 
 def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentMPC:
     wm = build_world_model(cfg, obs_spec, action_spec)
-    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC, world_model=wm)
+    adversary = build_adversary(cfg, wm)
+    agent = make_dreamer(
+        obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC, world_model=wm, adversary=adversary
+    )
     agent.configure_replay(cfg.batch, cfg.seq_len)
     p = cfg.plan
     return agent.setup_planning(

@@ -31,6 +31,7 @@ FEATURES = "features"  # states give a feature tensor an actor-critic learns fro
 DECODES = "decodes"  # predict() reconstructs observations (a dream can be watched)
 UNCERTAINTY = "uncertainty"  # uncertainty() measures how much the model doubts its predictions
 TEMPERATURE = "temperature"  # open_loop() samples at a temperature (V/M/C's MDN)
+ENCODES = "encodes"  # embed() gives the encoder's output (a domain-invariant encoder trains it)
 
 
 class WorldModelBase(nn.Module, ABC):
@@ -82,6 +83,16 @@ class WorldModelBase(nn.Module, ABC):
     def loss_scales(self) -> dict[str, float]:
         """Scale of each term :meth:`loss` returns (sum of ``scale * mean(term)`` is minimised)."""
         raise NotImplementedError(f"{type(self).__name__} does not train through loss(); its agent trains it")
+
+    def embed(self, obs: dict[str, Tensor]) -> Tensor:
+        """The encoder's output for observations ``(B, T, ...)``: ``(B, T, E)``, with gradients
+        into the encoder (families with the ``encodes`` capability)."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    @property
+    def embed_size(self) -> int:
+        """Width ``E`` of :meth:`embed`."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
 
     # --------------------------------------------------- what agents need of it
     @property

@@ -23,12 +23,12 @@ from ..nn.dists import (
 )
 from ..nn.layers import MLP, ConvDecoder, ConvEncoder, RunningScale, SparseFeat
 from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
-from .base import DECODES, FEATURES, WorldModelBase, prev_actions
+from .base import DECODES, ENCODES, FEATURES, WorldModelBase, prev_actions
 from .rssm import RSSM, LatentState, Policy
 
 
 class WorldModel(WorldModelBase):
-    capabilities = frozenset({FEATURES, DECODES})
+    capabilities = frozenset({FEATURES, DECODES, ENCODES})
 
     def __init__(
         self,
@@ -68,6 +68,7 @@ class WorldModel(WorldModelBase):
             # Standardised symlog state vectors in and out (docs/DESIGN.md), or plain symlog.
             self.vector_scale = RunningScale(obs_spec.vector) if vector_norm else None
             embed += self.vector_enc.out_dim
+        self._embed_size = embed
         self.rssm = RSSM(
             embed_dim=embed,
             action_dim=action_dim,
@@ -122,6 +123,13 @@ class WorldModel(WorldModelBase):
         if self.obs_spec.vector is not None:
             parts.append(self.vector_enc(self._vector_in(obs[VECTOR])))
         return torch.cat(parts, -1)
+
+    def embed(self, obs: dict[str, Tensor]) -> Tensor:
+        return self.encode(obs)
+
+    @property
+    def embed_size(self) -> int:
+        return self._embed_size
 
     def observe(
         self,

@@ -232,6 +232,7 @@ class Trainer:
                     final = c["env_steps"] >= cfg.steps
                     if evals.due(c["env_steps"]) or (final and cfg.eval_every > cfg.steps):
                         self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
+                        self.logger.add(self.domain_probe())
                     if logs.due(c["env_steps"]) or final:
                         if c["train_steps"]:
                             self.logger.add(self.model_drift())
@@ -344,6 +345,38 @@ class Trainer:
             finally:
                 wm.train(was_training)
         return out
+
+    @torch.no_grad()
+    def domain_probe(self) -> dict[str, float]:
+        """How much of the randomised domain the latent features carry: the held-out accuracy of a
+        fresh linear classifier of the domain bins (models/invariance.py), ``domain/probe_acc``,
+        next to chance, ``domain/probe_chance``. Logged at every evaluation of a randomised run
+        whose family gives feature tensors; like :meth:`model_drift` it leaves training alone."""
+        from ..envs.domains import Domain
+        from ..models.base import FEATURES, prev_actions
+        from ..models.invariance import BINS, probe_accuracy, varied
+        from ..specs import DOMAIN
+
+        params = Domain.parse(self.cfg.randomize).params
+        wm = getattr(self.agent, "world_model", None)
+        rows, length = self.agent.replay_shape
+        if not varied(params) or wm is None or FEATURES not in wm.capabilities or len(self.store) < length:
+            return {}
+        rng = np.random.default_rng([self.cfg.seed, 15_485_863, self.counters["env_steps"]])
+        batch = to_torch(self.store.sample(max(rows, 64), length, rng), self.agent.device)
+        device = self.agent.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            was_training = wm.training
+            wm.eval()
+            try:
+                obs = {k: batch[k] for k in wm.obs_spec.keys()}
+                feat = wm.features(wm.observe(None, obs, prev_actions(batch["action"]), batch["is_first"]))
+            finally:
+                wm.train(was_training)
+            accuracy = probe_accuracy(feat.reshape(-1, feat.shape[-1]), batch[DOMAIN].reshape(-1, len(params)), params)
+        if accuracy is None:
+            return {}
+        return {"domain/probe_acc": accuracy, "domain/probe_chance": 1.0 / BINS}
 
     def evaluate(self, index: int) -> dict[str, float]:
         """Evaluation ``index`` (env steps // eval_every): ``eval_episodes`` episodes from start states
