@@ -57,3 +57,20 @@ def test_dreamer_learns_continuous_actions(tmp_path):
     Trainer(cfg, progress=False).train()
     result = evaluate(load_run(cfg.logdir), episodes=20)
     assert result["mean_return"] >= 4.0, result
+
+
+def test_randomised_training_covers_the_range_where_the_nominal_policy_fails(tmp_path):
+    """RuleEnv: the cue task whose rule (a domain parameter, shown in the observation) flips
+    which action pays when it is negative. The best policy of the nominal domain (rule = 1),
+    "act as the cue says", earns 0 per episode at every rule < 0, and ignoring the cue earns 5
+    (binomial(10, 1/2)) anywhere. Trained with --randomize "rule==-1:1", the agent must earn at
+    least 8.5 per episode, over 10 episodes, both at rule = -0.75 and at rule = +0.75: chance
+    does that with probability below 1e-12 per cell, the nominal optimum never at rule < 0."""
+    from worldmodels.report.ood import evaluate_grid
+
+    cfg = learning_config(tmp_path, "wmtest/Rule-v0", steps=2500)
+    cfg.randomize = "rule==-1:1"
+    Trainer(cfg, progress=False).train()
+    grid = evaluate_grid(load_run(cfg.logdir), "rule==-0.75:0.75:2", episodes=10)
+    low, high = grid["mean"]
+    assert low >= 8.5 and high >= 8.5, grid["mean"]

@@ -59,6 +59,30 @@ class SignEnv(CueEnv):
         return self._obs(), reward, False, self.t >= self.length, {}
 
 
+class RuleEnv(CueEnv):
+    """CueEnv whose rule is a domain parameter: the action that pays is the cue while ``rule`` > 0
+    and the other one while ``rule`` < 0. The observation shows the cue and the rule's value
+    (a context the policy can read). Nominal ``rule`` is 1: the best policy of the nominal domain,
+    "act as the cue says", earns 10 per episode there and 0 wherever ``rule`` < 0."""
+
+    domain_parameters = {"rule": "rule"}
+    rule = 1.0
+
+    def __init__(self, render_mode: str | None = None, length: int = 10):
+        super().__init__(render_mode, length)
+        self.observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def _obs(self):
+        return np.array([*np.eye(2)[self.cue], self.rule], np.float32)
+
+    def step(self, action):
+        wanted = self.cue if self.rule > 0 else 1 - self.cue
+        reward = float(int(action) == wanted)
+        self.t += 1
+        self.cue = int(self.np_random.integers(2))
+        return self._obs(), reward, False, self.t >= self.length, {}
+
+
 class CounterEnv(gym.Env):
     """obs_t = [t]; arriving at obs_t pays reward t; terminates on reaching t = 4."""
 
@@ -166,6 +190,7 @@ def register() -> None:
     for name, cls in [
         ("Cue", CueEnv),
         ("Sign", SignEnv),
+        ("Rule", RuleEnv),
         ("Counter", CounterEnv),
         ("PointMass", PointMassEnv),
         ("Dodge", DodgeEnv),

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .adapter import resize
 from .domain_spec import VISUAL_PREFIX, ParamSpec, format_params, parse_params
 from .physics import no_physics_error, physics_of
 from .visual import check_visual, transform
@@ -57,17 +58,22 @@ class Domain:
     def sample(self, rng: np.random.Generator) -> dict[str, float]:
         return {p.key: p.sample(rng) for p in self.params}
 
-    def wrap(self, env: gym.Env) -> Randomization:
-        return Randomization(env, self)
+    def wrap(self, env: gym.Env, frame_size: int | None = None) -> Randomization:
+        return Randomization(env, self, frame_size)
 
 
 class Randomization(gym.Wrapper):
     """Resamples ``domain`` at every reset and applies it: physical values to the env before it
     resets, visual ones to ``render()`` and to image observations. ``info["domain"]`` holds the
-    episode's values on reset and on every step; ``domain_names`` their order."""
+    episode's values on reset and on every step; ``domain_names`` their order.
 
-    def __init__(self, env: gym.Env, domain: Domain):
+    ``frame_size``: with visual parameters, ``render()`` resizes frames to this square size
+    before changing them (``make_env`` passes the model's image size): a camera change then costs
+    what the agent's 64x64 image costs, not what the renderer's 600x400 frame would."""
+
+    def __init__(self, env: gym.Env, domain: Domain, frame_size: int | None = None):
         super().__init__(env)
+        self.frame_size = frame_size
         self.domain = domain
         self.domain_names = domain.names
         self.physical = [p for p in domain.params if not p.visual]
@@ -107,7 +113,10 @@ class Randomization(gym.Wrapper):
     def render(self):
         frame = self.env.render()
         if self._looks and frame is not None:
-            return transform(np.asarray(frame), self._looks, self._rng)
+            frame = np.asarray(frame, dtype=np.uint8)
+            if self.frame_size is not None:
+                frame = resize(frame, self.frame_size)
+            return transform(frame, self._looks, self._rng)
         return frame
 
     def vector(self) -> np.ndarray:

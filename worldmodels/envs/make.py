@@ -229,7 +229,7 @@ def make_env(
             raise
     try:
         if domain:
-            env = domain.wrap(env)
+            env = domain.wrap(env, frame_size=image_size if obs_mode in ("pixels", "both") else None)
         if disturbance:
             env = disturbance.wrap(env)
         adapted = ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)

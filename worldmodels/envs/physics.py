@@ -28,10 +28,11 @@ from .domain_spec import DomainSpecError, ParamSpec
 @dataclass(frozen=True)
 class ClassicEnv:
     """What can change in one classic-control env: parameter name -> attribute, a hook that
-    recomputes derived constants, and the state entry (a velocity) that a push changes."""
+    recomputes derived constants, and the state entry (a velocity) that a push changes (None:
+    the env cannot be pushed)."""
 
     params: dict[str, str]
-    push_index: int
+    push_index: int | None
     push_what: str
     derived: Callable[[Any], None] | None = None
 
@@ -93,6 +94,8 @@ class ClassicPhysics:
 
     def push(self, rng: np.random.Generator, size: float, target: str | None) -> None:
         """Add ``±size`` to the pushed velocity of the env's state (before its next step)."""
+        if self.table.push_index is None:
+            raise DomainSpecError(f"{type(self.env).__name__} names no state entry a push changes")
         state = np.array(self.env.state, dtype=np.float64)
         state[self.table.push_index] += size * rng.choice((-1.0, 1.0))
         self.env.state = state
@@ -284,10 +287,20 @@ class MujocoPhysics:
         return "a push changes a body's velocity by size m/s over one env step"
 
 
+def declared(env: Any) -> ClassicEnv | None:
+    """The constants an env declares itself: ``domain_parameters`` (name -> attribute) and
+    optionally ``push_index`` (the entry of ``env.state`` a push changes), class attributes that
+    make any gymnasium env with constants in attributes randomisable."""
+    params = getattr(env, "domain_parameters", None)
+    if not params:
+        return None
+    return ClassicEnv(dict(params), getattr(env, "push_index", None), "its declared push entry")
+
+
 def physics_of(env: Any) -> ClassicPhysics | MujocoPhysics | None:
     """The backend for ``env`` (any wrapper of it), or None when neither knows the env."""
     inner = env.unwrapped
-    table = CLASSIC.get(type(inner).__name__)
+    table = declared(inner) or CLASSIC.get(type(inner).__name__)
     if table is not None:
         return ClassicPhysics(inner, table)
     handles = mujoco_model(inner)
@@ -301,5 +314,7 @@ def no_physics_error(env: Any, what: str) -> DomainSpecError:
     known = ", ".join(k.removesuffix("Env") for k in CLASSIC)
     return DomainSpecError(
         f"{what} needs an env whose physics worldmodels can change; {name} is neither a MuJoCo env nor one of "
-        f"the classic-control envs it knows ({known}). Visual parameters (visual.*) work on any env that renders."
+        f"the classic-control envs it knows ({known}), and declares no domain_parameters (a class attribute "
+        "mapping names to the attributes holding its constants). Visual parameters (visual.*) work on any env "
+        "that renders."
     )

@@ -62,15 +62,24 @@ def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def transform(frame: np.ndarray, values: dict[str, float], rng: np.random.Generator | None = None) -> np.ndarray:
     """``frame`` (H, W, C) uint8 as the camera of this domain sees it. ``values`` maps names of
     :data:`VISUAL` (without the ``visual.`` prefix) to values; missing ones change nothing.
-    ``rng`` draws the noise (needed when ``noise`` > 0)."""
-    out = np.asarray(frame, dtype=np.float32)
-    if values.get("hue", 0.0) and out.shape[-1] == 3:
-        out = out @ hue_matrix(values["hue"]).T.astype(np.float32)
-    if values.get("brightness", 1.0) != 1.0:
-        out = out * values["brightness"]
-    if values.get("contrast", 1.0) != 1.0:
-        mean = out.mean()
-        out = (out - mean) * values["contrast"] + mean
+    ``rng`` draws the noise (needed when ``noise`` > 0).
+
+    Hue, brightness and contrast are one affine map of the colours (a single matrix product over
+    the pixels), then the shift, then the noise."""
+    frame = np.asarray(frame)
+    channels = frame.shape[-1]
+    matrix = np.eye(channels, dtype=np.float64)
+    if values.get("hue", 0.0) and channels == 3:
+        matrix = hue_matrix(values["hue"])
+    matrix = matrix * values.get("brightness", 1.0)
+    contrast = values.get("contrast", 1.0)
+    out = frame.reshape(-1, channels).astype(np.float32)
+    if not np.array_equal(matrix, np.eye(channels)) or contrast != 1.0:
+        out = out @ matrix.T.astype(np.float32)
+        if contrast != 1.0:
+            mean = out.mean()
+            out = (out - mean) * np.float32(contrast) + mean
+    out = out.reshape(frame.shape)
     dy = int(round(values.get("shift_y", 0.0) * out.shape[0]))
     dx = int(round(values.get("shift_x", 0.0) * out.shape[1]))
     if dy or dx:
@@ -78,5 +87,5 @@ def transform(frame: np.ndarray, values: dict[str, float], rng: np.random.Genera
     if values.get("noise", 0.0) > 0:
         if rng is None:
             raise ValueError("visual noise needs a random generator")
-        out = out + rng.normal(0.0, values["noise"] * 255.0, out.shape).astype(np.float32)
+        out = out + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(values["noise"] * 255.0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
