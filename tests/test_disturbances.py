@@ -122,5 +122,5 @@ def test_disturbances_that_do_not_fit_the_env_are_refused():
         make_env("CartPole-v1", obs_mode="pixels", disturb="obs_noise=0.01")
     with pytest.raises(DomainSpecError, match="no body named 'polx' to push; its bodies: cart, pole"):
         make_env("InvertedPendulum-v5", disturb="push[polx]=1@0.1")
-    with pytest.raises(DomainSpecError, match="bodies are named only in MuJoCo envs"):
+    with pytest.raises(DomainSpecError, match="bodies are named only in MuJoCo envs; CartPoleEnv takes push=SIZE@PROB"):
         make_env("CartPole-v1", disturb="push[pole]=1@0.1")

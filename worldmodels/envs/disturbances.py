@@ -118,13 +118,7 @@ class Disturbed(gym.Wrapper):
             self.physics = physics_of(env)
             if self.physics is None:
                 raise no_physics_error(env, f"--disturb {d.text}")
-            if d.push_target is not None:
-                check = getattr(self.physics, "check_push_target", None)
-                if check is None:
-                    raise DomainSpecError(
-                        f"push[{d.push_target}]: bodies are named only in MuJoCo envs; write push=..."
-                    )
-                check(d.push_target)
+            self.physics.check_push(d.push_target)
         if d.obs_noise and not (
             isinstance(env.observation_space, spaces.Box) and np.issubdtype(env.observation_space.dtype, np.floating)
         ):

@@ -92,10 +92,15 @@ class ClassicPhysics:
         if self.table.derived is not None:
             self.table.derived(self.env)
 
+    def check_push(self, target: str | None) -> None:
+        kind = type(self.env).__name__
+        if self.table.push_index is None:
+            raise DomainSpecError(f"{kind} names no state entry a push changes (push_index), so it cannot be pushed")
+        if target is not None:
+            raise DomainSpecError(f"push[{target}]: bodies are named only in MuJoCo envs; {kind} takes push=SIZE@PROB")
+
     def push(self, rng: np.random.Generator, size: float, target: str | None) -> None:
         """Add ``±size`` to the pushed velocity of the env's state (before its next step)."""
-        if self.table.push_index is None:
-            raise DomainSpecError(f"{type(self.env).__name__} names no state entry a push changes")
         state = np.array(self.env.state, dtype=np.float64)
         state[self.table.push_index] += size * rng.choice((-1.0, 1.0))
         self.env.state = state
@@ -278,7 +283,7 @@ class MujocoPhysics:
             self.data.xfrc_applied[self._pushed, :3] = 0.0
             self._pushed = None
 
-    def check_push_target(self, target: str | None) -> None:
+    def check_push(self, target: str | None) -> None:
         if target is not None and self.mujoco.mj_name2id(self.model, self.mujoco.mjtObj.mjOBJ_BODY, target) < 0:
             names = [n for n in self._object_names("mjOBJ_BODY") if n and n != "world"]
             raise DomainSpecError(f"the model has no body named {target!r} to push; its bodies: {', '.join(names)}")

@@ -219,7 +219,8 @@ def domain_grids(grids: dict[str, dict], path: Path, title: str) -> Path:
                 ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="red", lw=2))
             ax.set_title(label)
         fig.colorbar(image, ax=axes[0].tolist(), label="mean return")
-        fig.suptitle(title)
+        outlined = any(g.get("trained_range") for g in grids.values())
+        fig.suptitle(title + ("\n(red box: the training range)" if outlined else ""))
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
