@@ -1,9 +1,12 @@
 """Disturbances: pushes at the stated rate and size, action and observation noise, delays."""
 
+import json
+
 import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+import torch
 
 from worldmodels.envs.disturbances import Disturbance
 from worldmodels.envs.domain_spec import DomainSpecError
@@ -31,7 +34,9 @@ def test_spec_round_trips_and_bad_specs_are_refused():
         ("push=0.5", "push=SIZE@PROBABILITY"),
         ("push=0.5@2", r"probability per step must be in \[0, 1\]"),
         ("wind=3", "unknown disturbance 'wind'"),
-        ("delay=1.5", "whole number of steps"),
+        ("delay=1.5", "delay is a whole number"),
+        ("adversarial=4", "give push=SIZE@PROB too"),
+        ("push=1@0.1,adversarial=1", "give >= 2"),
         ("obs_noise=-1", ">= 0"),
     ]:
         with pytest.raises(DomainSpecError, match=message):
@@ -124,3 +129,75 @@ def test_disturbances_that_do_not_fit_the_env_are_refused():
         make_env("InvertedPendulum-v5", disturb="push[polx]=1@0.1")
     with pytest.raises(DomainSpecError, match="bodies are named only in MuJoCo envs; CartPoleEnv takes push=SIZE@PROB"):
         make_env("CartPole-v1", disturb="push[pole]=1@0.1")
+
+
+def test_lookahead_restores_the_simulator():
+    for env_id, action in (("CartPole-v1", 1), ("InvertedPendulum-v5", np.zeros(1, np.float32))):
+        env = Disturbance.parse("push=0.5@1,adversarial=3").wrap(gym.make(env_id))
+        twin = gym.make(env_id)
+        env.reset(seed=4)
+        twin.reset(seed=4)
+        for _ in range(3):
+            ahead = env.lookahead(action, env.physics.push_direction(np.random.default_rng(0)))
+            assert ahead is not None
+            mine, *_ = env.env.step(action)  # below the disturbance: no push
+            theirs, *_ = twin.step(action)
+            assert mine == pytest.approx(theirs)  # looking ahead left no trace
+
+
+def test_adversarial_push_is_never_better_for_the_agent_than_a_random_one(tmp_path):
+    """The chosen push is the candidate with the lowest predicted return, so no random push of
+    the same size (the first candidate is one) leaves the agent better off, as it predicts."""
+    from tests.conftest import tiny_config
+    from worldmodels.run.collect import AgentPolicy
+    from worldmodels.run.runs import build_agent
+
+    cfg = tiny_config(tmp_path, env="CartPole-v1", disturb="push=1.0@1,adversarial=4")
+    env = make_env(cfg.env, disturb=cfg.disturb)
+    agent = build_agent(cfg, env.obs_spec, env.action_spec)
+    policy = AgentPolicy(agent)
+    disturbed = env.env
+    judged = []
+
+    def judge(observations):
+        scores = agent.predicted_return(policy.carry, observations)
+        judged.append(scores)
+        return int(torch.argmin(scores))
+
+    disturbed.judge = judge
+    obs, _ = env.reset(seed=0)
+    first = np.array([True])
+    for _ in range(6):
+        action = policy({k: v[None] for k, v in obs.items()}, first)[0]
+        obs, _, terminated, truncated, info = env.step(action)
+        first = np.array([False])
+        assert info["push"] == 1.0  # the full budget, every step (probability 1)
+        if terminated or truncated:
+            break
+    assert judged and all(s.shape == (4,) for s in judged)
+    assert all(float(s.min()) <= float(s[0]) for s in judged)  # never better than the random candidate
+    assert any(float(s.max() - s.min()) > 0 for s in judged)  # the candidates really differ to the model
+
+
+def test_adversarial_pushes_that_cannot_work_are_refused(tmp_path):
+    from tests.conftest import tiny_config
+    from worldmodels.config import validate
+    from worldmodels.errors import RunConfigError
+    from worldmodels.run.train import Trainer
+
+    with pytest.raises(ValueError, match="use --envs 1"):
+        validate(tiny_config(tmp_path, disturb="push=1@0.1,adversarial=4", envs=2))
+    with pytest.raises(RunConfigError, match="which pets does not give"):
+        Trainer(tiny_config(tmp_path, agent="pets", env="Pendulum-v1", disturb="push=1@0.1,adversarial=4"))
+    with pytest.raises(DomainSpecError, match="dm_control tasks do not allow"):
+        make_env("dmc:cartpole-swingup", disturb="push=1@0.1,adversarial=4")
+
+
+def test_training_with_adversarial_pushes_runs_and_resumes_its_distribution(tmp_path):
+    from tests.conftest import tiny_config
+    from worldmodels.run.train import Trainer
+
+    cfg = tiny_config(tmp_path, env="CartPole-v1", steps=300, disturb="push=0.3@0.2,adversarial=3")
+    trainer = Trainer(cfg, progress=False, echo=lambda *_: None)
+    trainer.train()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["disturb"] == "push=0.3@0.2,adversarial=3"

@@ -723,6 +723,11 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
+    if "adversarial" in cfg.disturb:
+        raise ValueError(
+            "adversarial pushes are judged by an agent's predicted return; V/M/C collects with a random policy "
+            "and has none. Use random pushes (push=SIZE@PROB) or --agent dreamer"
+        )
     if cfg.invariant_encoder:
         raise ValueError(
             "--invariant-encoder trains the encoder inside the replay loop of dreamer and mpc; V/M/C trains its VAE "
@@ -771,7 +776,11 @@ def check_domain_specs(cfg: Config) -> None:
     from .envs.domains import Domain
 
     Domain.parse(cfg.randomize)
-    Disturbance.parse(cfg.disturb)
+    if Disturbance.parse(cfg.disturb).adversarial and cfg.envs > 1:
+        raise ValueError(
+            "adversarial pushes are judged by the agent in this process, next to its one env: use --envs 1 with "
+            "adversarial=K"
+        )
 
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:

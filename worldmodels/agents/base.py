@@ -64,6 +64,15 @@ class Agent(nn.Module, ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    # Whether predicted_return is implemented (adversarial pushes need it).
+    predicts_return: bool = False
+
+    def predicted_return(self, carry: Any, observations: list[dict]) -> Tensor:
+        """The return the agent expects from each of K candidate next observations ``(K,)``,
+        given its ``carry`` after choosing this step's action (one env): what an adversarial
+        push minimises (envs/disturbances.py)."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict its return")
+
     def optimizer_state(self) -> dict:
         return {k: opt.state_dict() for k, opt in self.optimizers.items()}
 

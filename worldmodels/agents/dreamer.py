@@ -6,6 +6,7 @@ import contextlib
 import functools
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -172,6 +173,26 @@ class Dreamer(Agent):
         post = self.posterior(obs, is_first, carry)
         action = self.actor.act(self.world_model.features(post), mode=mode)
         return action, PolicyCarry(post, action)
+
+    predicts_return = True
+
+    @torch.no_grad()
+    def predicted_return(self, carry: PolicyCarry, observations: list[dict]) -> Tensor:
+        """The lambda-return imagined (``horizon`` steps under the actor, the critic beyond) from
+        the latent state after observing each candidate ``(K,)``, from ``carry`` (one env)."""
+        count = len(observations)
+        obs = {k: torch.as_tensor(np.stack([o[k] for o in observations])).to(self.device) for k in self.obs_spec.keys()}
+        state = carry.state.map(lambda x: x.expand(count, *x.shape[1:]))
+        start = PolicyCarry(state, carry.action.expand(count, -1))
+        post = self.posterior(obs, torch.zeros(count, dtype=torch.bool, device=self.device), start)
+        wm = self.world_model
+        feat, _ = wm.imagine_features(post, functools.partial(self.actor.act, clip=False), self.horizon)
+        heads = wm.predict(feat[:, 1:], decode_obs=False)
+        value = self._target_critic()(feat).mean()
+        returns = lambda_returns(
+            heads["reward"].float(), heads["cont"].float(), value.float(), gamma=self.gamma, lam=self.lam
+        )
+        return returns[:, 0]
 
     def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> Any:
         """The latent state ``(B,)`` after this step's observation, filtered from the carry

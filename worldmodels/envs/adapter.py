@@ -68,6 +68,10 @@ class ModelEnv(gym.Wrapper):
             self.domain_names = ()
         if self.domain_names:
             obs_spaces[DOMAIN] = spaces.Box(-np.inf, np.inf, (len(self.domain_names),), np.float32)
+        try:  # adversarial pushes judge looked-ahead observations as the model sees them
+            env.get_wrapper_attr("attach_observer")(self._observe)
+        except AttributeError:
+            pass
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
 

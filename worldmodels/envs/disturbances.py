@@ -9,6 +9,12 @@
 - ``obs_noise=S``: Gaussian noise of standard deviation S on state-vector observations.
 - ``delay=K``: the env executes the action chosen K steps earlier (the episode's first action
   until then), as a slow actuator or a control loop with latency would.
+- ``adversarial=K`` (with ``push``): each push is the worst of K random ones of the same size
+  for the agent, as its own world model judges: the wrapper looks one step ahead in the
+  simulator under each candidate (state saved and restored) and hands the K observations to a
+  ``judge`` (the trainer installs the agent's ``predicted_return``); the candidate with the
+  lowest predicted return is applied. Without a judge (no agent yet), the first candidate, a
+  random push, is.
 
 The draws come from a generator seeded by the reset's seed (like envs/domains.py's), so the
 pushes of an episode are a function of its seed. ``info["push"]`` is the push applied at a step
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -43,6 +50,7 @@ class Disturbance:
     action_noise: float = 0.0
     obs_noise: float = 0.0
     delay: int = 0
+    adversarial: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.push and self.push_prob) or bool(self.action_noise or self.obs_noise or self.delay)
@@ -68,16 +76,20 @@ class Disturbance:
                     raise DomainSpecError(f"{flag} {item!r}: the probability per step must be in [0, 1]")
             elif key in ("action_noise", "obs_noise"):
                 values[key] = _number(value, item, flag)
-            elif key == "delay":
-                delay = _number(value, item, flag)
-                if not delay.is_integer():
-                    raise DomainSpecError(f"{flag} {item!r}: the delay is a whole number of steps")
-                values["delay"] = int(delay)
+            elif key in ("delay", "adversarial"):
+                count = _number(value, item, flag)
+                if not count.is_integer():
+                    raise DomainSpecError(f"{flag} {item!r}: {key} is a whole number")
+                if key == "adversarial" and count == 1:
+                    raise DomainSpecError(f"{flag} {item!r}: the worst of one candidate is a random push; give >= 2")
+                values[key] = int(count)
             else:
                 raise DomainSpecError(
                     f"{flag}: unknown disturbance {key!r}; the disturbances are push=SIZE@PROB (push[body]=... on "
-                    "MuJoCo), action_noise=S, obs_noise=S, delay=K"
+                    "MuJoCo), action_noise=S, obs_noise=S, delay=K, adversarial=K"
                 )
+        if values.get("adversarial") and not values.get("push"):
+            raise DomainSpecError(f"{flag}: adversarial=K chooses among pushes; give push=SIZE@PROB too")
         return cls(**values)
 
     @property
@@ -126,8 +138,18 @@ class Disturbed(gym.Wrapper):
                 f"obs_noise perturbs state vectors; this env's observations are {env.observation_space}. "
                 "For images use --randomize visual.noise=..."
             )
+        if d.adversarial:
+            self.physics.snapshot()  # refuses envs it cannot look ahead in
         self._rng = np.random.default_rng(_DISTURB_SALT)
         self._queue: collections.deque = collections.deque()
+        # Adversarial pushes: observations (K, ...) -> index of the push to apply; and how a raw
+        # observation becomes what the judge reads (ModelEnv attaches its own conversion).
+        self.judge: Callable[[list], int] | None = None
+        self.observer: Callable[[Any], Any] = lambda raw: raw
+
+    def attach_observer(self, observer: Callable[[Any], Any]) -> None:
+        """How looked-ahead observations are turned into what the judge reads."""
+        self.observer = observer
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
@@ -146,7 +168,7 @@ class Disturbed(gym.Wrapper):
         action = self._noisy(action)
         pushed = 0.0
         if self.physics is not None and self._rng.random() < d.push_prob:
-            self.physics.push(self._rng, d.push, d.push_target)
+            self.physics.push(d.push, d.push_target, self._choose_push(action))
             pushed = d.push
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
@@ -154,6 +176,27 @@ class Disturbed(gym.Wrapper):
             if self.physics is not None:
                 self.physics.release()
         return self._observe(obs), reward, terminated, truncated, {**info, "push": pushed}
+
+    def _choose_push(self, action) -> np.ndarray:
+        """A random direction, or with ``adversarial`` the worst of K for the judge."""
+        d = self.disturbance
+        candidates = [self.physics.push_direction(self._rng) for _ in range(max(d.adversarial, 1))]
+        if not d.adversarial or self.judge is None:
+            return candidates[0]
+        seen = [self.lookahead(action, c) for c in candidates]
+        return candidates[int(self.judge(seen))]
+
+    def lookahead(self, action, direction: np.ndarray):
+        """What the agent would observe after this step under a push along ``direction``; the
+        simulator is put back as it was."""
+        snapshot = self.physics.snapshot()
+        try:
+            self.physics.push(self.disturbance.push, self.disturbance.push_target, direction)
+            raw = self.env.unwrapped.step(action)[0]
+            return self.observer(raw)
+        finally:
+            self.physics.release()
+            self.physics.restore(snapshot)
 
     def _noisy(self, action):
         noise, space = self.disturbance.action_noise, self.env.action_space

@@ -16,6 +16,7 @@ episode's: ``set_values`` restores every parameter first, so draws do not accumu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,11 +100,30 @@ class ClassicPhysics:
         if target is not None:
             raise DomainSpecError(f"push[{target}]: bodies are named only in MuJoCo envs; {kind} takes push=SIZE@PROB")
 
-    def push(self, rng: np.random.Generator, size: float, target: str | None) -> None:
-        """Add ``±size`` to the pushed velocity of the env's state (before its next step)."""
+    def push_direction(self, rng: np.random.Generator) -> np.ndarray:
+        """A random direction of a push: here a sign."""
+        return np.array([rng.choice((-1.0, 1.0))])
+
+    def push(self, size: float, target: str | None, direction: np.ndarray) -> None:
+        """Add ``size`` along ``direction`` (a sign) to the pushed velocity of the env's state
+        (before its next step)."""
         state = np.array(self.env.state, dtype=np.float64)
-        state[self.table.push_index] += size * rng.choice((-1.0, 1.0))
+        state[self.table.push_index] += size * float(direction[0])
         self.env.state = state
+
+    # What a step changes besides ``state`` in gymnasium's classic-control envs.
+    _STEP_STATE = ("state", "steps_beyond_terminated", "last_u")
+
+    def snapshot(self) -> Any:
+        """What :meth:`restore` needs to undo a step: the state, step bookkeeping, the generator."""
+        kept = {k: copy.deepcopy(getattr(self.env, k)) for k in self._STEP_STATE if hasattr(self.env, k)}
+        return kept, copy.deepcopy(self.env.np_random.bit_generator.state)
+
+    def restore(self, snapshot: Any) -> None:
+        kept, generator = snapshot
+        for key, value in kept.items():
+            setattr(self.env, key, copy.deepcopy(value))
+        self.env.np_random.bit_generator.state = generator
 
     def release(self) -> None:
         """A classic push is a change of state: nothing to take back after the step."""
@@ -176,10 +196,11 @@ class MujocoPhysics:
     rotation responds like a heavier body's would; ``dof_damping[joint]`` changes every degree of
     freedom of the joint; ``gravity==g`` sets the magnitude and keeps the direction."""
 
-    def __init__(self, model: Any, data: Any, dt: float):
+    def __init__(self, model: Any, data: Any, dt: float, steppable: bool = True):
         import mujoco
 
         self.mujoco, self.model, self.data, self.dt = mujoco, model, data, dt
+        self.steppable = steppable  # env.unwrapped.step may be called between snapshot and restore
         self.nominal = {name: np.array(self._array(f), copy=True) for name, f in MUJOCO.items()}
         self.nominal["body_inertia"] = np.array(model.body_inertia, copy=True)
         self._pushed: int | None = None
@@ -262,21 +283,38 @@ class MujocoPhysics:
             ratio = np.divide(new, base, out=np.ones_like(new), where=base > 0)
             self.model.body_inertia[rows] = self.nominal["body_inertia"][rows] * ratio[..., None]
 
-    def push(self, rng: np.random.Generator, size: float, target: str | None) -> None:
+    def push_direction(self, rng: np.random.Generator) -> np.ndarray:
+        """±x, or a random horizontal direction for a free-floating model."""
+        if self.model.njnt and int(self.model.jnt_type[0]) == int(self.mujoco.mjtJoint.mjJNT_FREE):
+            angle = rng.uniform(0.0, 2 * np.pi)
+            return np.array([np.cos(angle), np.sin(angle), 0.0])
+        return np.array([rng.choice((-1.0, 1.0)), 0.0, 0.0])
+
+    def push(self, size: float, target: str | None, direction: np.ndarray) -> None:
         """Change ``target``'s velocity (default: the first body below the world) by ``size``
-        m/s over the next env step: a force of size x subtree mass / step time, along ±x, or in a
-        random horizontal direction for a free-floating model."""
+        m/s along ``direction`` over the next env step: a force of size x subtree mass / step time."""
         body = 1
         if target is not None:
             body = self.mujoco.mj_name2id(self.model, self.mujoco.mjtObj.mjOBJ_BODY, target)
         mass = float(self.model.body_subtreemass[body])
-        if self.model.njnt and int(self.model.jnt_type[0]) == int(self.mujoco.mjtJoint.mjJNT_FREE):
-            angle = rng.uniform(0.0, 2 * np.pi)
-            direction = np.array([np.cos(angle), np.sin(angle), 0.0])
-        else:
-            direction = np.array([rng.choice((-1.0, 1.0)), 0.0, 0.0])
-        self.data.xfrc_applied[body, :3] = direction * size * mass / self.dt
+        self.data.xfrc_applied[body, :3] = np.asarray(direction) * size * mass / self.dt
         self._pushed = body
+
+    def snapshot(self) -> Any:
+        """The full physics state (``mj_getState``), to undo a looked-ahead step."""
+        if not self.steppable:
+            raise DomainSpecError(
+                "adversarial pushes look one step ahead in the simulator, which dm_control tasks do not allow "
+                "from outside; use gymnasium's MuJoCo envs or random pushes"
+            )
+        spec = self.mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(self.mujoco.mj_stateSize(self.model, spec))
+        self.mujoco.mj_getState(self.model, self.data, state, spec)
+        return state
+
+    def restore(self, snapshot: Any) -> None:
+        self.mujoco.mj_setState(self.model, self.data, snapshot, self.mujoco.mjtState.mjSTATE_INTEGRATION)
+        self.mujoco.mj_forward(self.model, self.data)
 
     def release(self) -> None:
         if self._pushed is not None:
@@ -310,7 +348,7 @@ def physics_of(env: Any) -> ClassicPhysics | MujocoPhysics | None:
         return ClassicPhysics(inner, table)
     handles = mujoco_model(inner)
     if handles is not None:
-        return MujocoPhysics(*handles)
+        return MujocoPhysics(*handles, steppable=getattr(inner, "model", None) is handles[0])
     return None
 
 

@@ -94,6 +94,7 @@ class Trainer:
         self.obs_spec, self.action_spec = probe_specs(cfg)
         self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
+        self._check_adversary()
         self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is written
         try:
             write_config(self.run_dir, cfg)
@@ -110,6 +111,15 @@ class Trainer:
             raise
         self.last_return: float | None = None
         self.collector: Collector | None = None
+
+    def _check_adversary(self) -> None:
+        from ..envs.disturbances import Disturbance
+
+        if Disturbance.parse(self.cfg.disturb).adversarial and not self.agent.predicts_return:
+            raise RunConfigError(
+                f"adversarial pushes are chosen by the agent's predicted return, which {self.cfg.agent} does not "
+                "give; use --agent dreamer or mpc, or random pushes (drop adversarial=K)"
+            )
 
     def close(self) -> None:
         """Let another process train this run folder (``train`` does this when it ends)."""
@@ -216,6 +226,7 @@ class Trainer:
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
         self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started)
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
+        self._install_adversary(env, policy)
         evals = Every(cfg.eval_every, c["env_steps"])
         logs = Every(cfg.log_every, c["env_steps"])
         saves = Every(cfg.checkpoint_every, c["env_steps"])
@@ -266,6 +277,23 @@ class Trainer:
         self.save()
         self.close()
         return dict(c)
+
+    def _install_adversary(self, env, policy: AgentPolicy) -> None:
+        """With ``--disturb ...,adversarial=K``, pushes are judged by the agent: of K candidates,
+        the one after which it predicts the lowest return is applied (envs/disturbances.py).
+        Until the agent first acts (prefill) pushes are random."""
+        from ..envs.disturbances import Disturbance
+
+        if not Disturbance.parse(self.cfg.disturb).adversarial:
+            return
+        agent = self.agent
+
+        def judge(observations: list[dict]) -> int:
+            if policy.carry is None:
+                return 0
+            return int(torch.argmin(agent.predicted_return(policy.carry, observations)))
+
+        env.envs[0].set_wrapper_attr("judge", judge)
 
     def _status(self, row: dict) -> None:
         """One line per metrics write, for logs without a progress bar."""
