@@ -232,3 +232,20 @@ def _inside(values: list[float], span: list[float] | None) -> tuple[int, int] | 
         return None
     idx = [i for i, v in enumerate(values) if span[0] - 1e-9 <= v <= span[1] + 1e-9]
     return (idx[0], idx[-1]) if idx else None
+
+
+def push_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """Return (mean, ±1 std band) against push size, one line per run."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (sizes, mean, std) in curves.items():
+        (line,) = ax.plot(sizes, mean, "o-", label=label)
+        ax.fill_between(sizes, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("push size")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
