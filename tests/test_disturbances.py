@@ -38,6 +38,8 @@ def test_spec_round_trips_and_bad_specs_are_refused():
         ("adversarial=4", "give push=SIZE@PROB too"),
         ("push=1@0.1,adversarial=1", "give >= 2"),
         ("obs_noise=-1", ">= 0"),
+        ("push=1@0.1,push=2@0.1", "push is given twice"),
+        ("push=1@0,adversarial=2", "with SIZE and PROB > 0"),
     ]:
         with pytest.raises(DomainSpecError, match=message):
             Disturbance.parse(text)
@@ -125,6 +127,8 @@ def test_action_noise_delay_and_observation_noise():
 def test_disturbances_that_do_not_fit_the_env_are_refused():
     with pytest.raises(DomainSpecError, match="obs_noise perturbs state vectors"):
         make_env("CartPole-v1", obs_mode="pixels", disturb="obs_noise=0.01")
+    with pytest.raises(DomainSpecError, match="probability of a random action, at most 1"):
+        make_env("CartPole-v1", disturb="action_noise=1.5")
     with pytest.raises(DomainSpecError, match="no body named 'polx' to push; its bodies: cart, pole"):
         make_env("InvertedPendulum-v5", disturb="push[polx]=1@0.1")
     with pytest.raises(DomainSpecError, match="bodies are named only in MuJoCo envs; CartPoleEnv takes push=SIZE@PROB"):
@@ -138,7 +142,7 @@ def test_lookahead_restores_the_simulator():
         env.reset(seed=4)
         twin.reset(seed=4)
         for _ in range(3):
-            ahead = env.lookahead(action, env.physics.push_direction(np.random.default_rng(0)))
+            ahead = env.lookahead(action, env.physics.push_directions(np.random.default_rng(0), 1)[0])
             assert ahead is not None
             mine, *_ = env.env.step(action)  # below the disturbance: no push
             theirs, *_ = twin.step(action)
@@ -152,31 +156,38 @@ def test_adversarial_push_is_never_better_for_the_agent_than_a_random_one(tmp_pa
     from worldmodels.run.collect import AgentPolicy
     from worldmodels.run.runs import build_agent
 
-    cfg = tiny_config(tmp_path, env="CartPole-v1", disturb="push=1.0@1,adversarial=4")
+    cfg = tiny_config(tmp_path, env="InvertedPendulum-v5", disturb="push=1.0@1,adversarial=4")
     env = make_env(cfg.env, disturb=cfg.disturb)
     agent = build_agent(cfg, env.obs_spec, env.action_spec)
     policy = AgentPolicy(agent)
     disturbed = env.env
     judged = []
 
-    def judge(observations):
-        scores = agent.predicted_return(policy.carry, observations)
+    def judge(outcomes):
+        scores = agent.predicted_return(policy.carry, outcomes)
         judged.append(scores)
         return int(torch.argmin(scores))
 
     disturbed.judge = judge
     obs, _ = env.reset(seed=0)
     first = np.array([True])
-    for _ in range(6):
+    for _ in range(3):
         action = policy({k: v[None] for k, v in obs.items()}, first)[0]
         obs, _, terminated, truncated, info = env.step(action)
         first = np.array([False])
         assert info["push"] == 1.0  # the full budget, every step (probability 1)
         if terminated or truncated:
             break
-    assert judged and all(s.shape == (4,) for s in judged)
+    assert judged and all(s.shape == (2,) for s in judged)  # along one axis: both ways
     assert all(float(s.min()) <= float(s[0]) for s in judged)  # never better than the random candidate
     assert any(float(s.max() - s.min()) > 0 for s in judged)  # the candidates really differ to the model
+    # A push that ends the episode is worth its reward and nothing after it.
+    ahead = disturbed.lookahead(np.zeros(1, np.float32), np.array([1.0, 0.0, 0.0]))
+    torch.manual_seed(0)
+    ending = agent.predicted_return(policy.carry, [(ahead[0], 1.0, True), (ahead[0], 1.0, False)])
+    torch.manual_seed(0)
+    future = agent.predicted_return(policy.carry, [(ahead[0], 0.0, True), (ahead[0], 0.0, False)])[1]
+    assert float(ending[0]) == 1.0 and float(ending[1]) == pytest.approx(1.0 + float(future))
 
 
 def test_adversarial_pushes_that_cannot_work_are_refused(tmp_path):
@@ -187,6 +198,10 @@ def test_adversarial_pushes_that_cannot_work_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="use --envs 1"):
         validate(tiny_config(tmp_path, disturb="push=1@0.1,adversarial=4", envs=2))
+    with pytest.raises(ValueError, match="use --action-repeat 1"):
+        validate(tiny_config(tmp_path, disturb="push=1@0.1,adversarial=4", action_repeat=2))
+    with pytest.raises(ValueError, match="V/M/C collects with a random policy"):
+        validate(tiny_config(tmp_path, agent="vmc", disturb="push=1@0.1,adversarial=4"))
     with pytest.raises(RunConfigError, match="which pets does not give"):
         Trainer(tiny_config(tmp_path, agent="pets", env="Pendulum-v1", disturb="push=1@0.1,adversarial=4"))
     with pytest.raises(DomainSpecError, match="dm_control tasks do not allow"):

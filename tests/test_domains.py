@@ -114,6 +114,10 @@ def test_mujoco_names_not_in_the_model_are_listed():
         make_env("InvertedPendulum-v5", randomize="dof_damping[knee]=2")
     with pytest.raises(DomainSpecError, match="no parameter 'mass'; they have body_mass, geom_friction"):
         make_env("InvertedPendulum-v5", randomize="mass=2")
+    with pytest.raises(DomainSpecError, match=r"body_mass\[pole\] must be > 0"):
+        make_env("InvertedPendulum-v5", randomize="body_mass[pole]==-1:2")
+    with pytest.raises(DomainSpecError, match="masspole is a positive physical constant"):
+        make_env("CartPole-v1", randomize="masspole==0")
 
 
 def test_visual_parameters_need_an_image():

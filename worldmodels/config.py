@@ -723,7 +723,9 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
-    if "adversarial" in cfg.disturb:
+    from .envs.disturbances import Disturbance
+
+    if Disturbance.parse(cfg.disturb).adversarial:
         raise ValueError(
             "adversarial pushes are judged by an agent's predicted return; V/M/C collects with a random policy "
             "and has none. Use random pushes (push=SIZE@PROB) or --agent dreamer"
@@ -776,11 +778,17 @@ def check_domain_specs(cfg: Config) -> None:
     from .envs.domains import Domain
 
     Domain.parse(cfg.randomize)
-    if Disturbance.parse(cfg.disturb).adversarial and cfg.envs > 1:
-        raise ValueError(
-            "adversarial pushes are judged by the agent in this process, next to its one env: use --envs 1 with "
-            "adversarial=K"
-        )
+    if Disturbance.parse(cfg.disturb).adversarial:
+        if cfg.envs > 1:
+            raise ValueError(
+                "adversarial pushes are judged by the agent in this process, next to its one env: use --envs 1 "
+                "with adversarial=K"
+            )
+        if cfg.action_repeat > 1:
+            raise ValueError(
+                "adversarial pushes are judged one env step ahead, and with --action-repeat the agent's step is "
+                f"{cfg.action_repeat} of them; use --action-repeat 1 with adversarial=K"
+            )
 
 
 def env_kwargs(cfg: Config) -> dict[str, Any]:

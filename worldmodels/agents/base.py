@@ -67,10 +67,11 @@ class Agent(nn.Module, ABC):
     # Whether predicted_return is implemented (adversarial pushes need it).
     predicts_return: bool = False
 
-    def predicted_return(self, carry: Any, observations: list[dict]) -> Tensor:
-        """The return the agent expects from each of K candidate next observations ``(K,)``,
-        given its ``carry`` after choosing this step's action (one env): what an adversarial
-        push minimises (envs/disturbances.py)."""
+    def predicted_return(self, carry: Any, outcomes: list[tuple[dict, float, bool]]) -> Tensor:
+        """The return the agent expects from each of K candidate outcomes of this step
+        (observation, reward, whether the episode ends) ``(K,)``, given its ``carry`` after
+        choosing the step's action (one env): what an adversarial push minimises
+        (envs/disturbances.py)."""
         raise NotImplementedError(f"{type(self).__name__} does not predict its return")
 
     def optimizer_state(self) -> dict:

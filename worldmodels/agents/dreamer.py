@@ -177,9 +177,12 @@ class Dreamer(Agent):
     predicts_return = True
 
     @torch.no_grad()
-    def predicted_return(self, carry: PolicyCarry, observations: list[dict]) -> Tensor:
-        """The lambda-return imagined (``horizon`` steps under the actor, the critic beyond) from
-        the latent state after observing each candidate ``(K,)``, from ``carry`` (one env)."""
+    def predicted_return(self, carry: PolicyCarry, outcomes: list[tuple[dict, float, bool]]) -> Tensor:
+        """For each candidate ``(observation, reward, terminated)`` of this step, ``(K,)``: its
+        reward plus, unless it ends the episode, the discounted lambda-return imagined
+        (``horizon`` steps under the actor, the critic beyond) from the latent state after
+        observing it, filtered from ``carry`` (one env)."""
+        observations = [o for o, _, _ in outcomes]
         count = len(observations)
         obs = {k: torch.as_tensor(np.stack([o[k] for o in observations])).to(self.device) for k in self.obs_spec.keys()}
         state = carry.state.map(lambda x: x.expand(count, *x.shape[1:]))
@@ -192,7 +195,9 @@ class Dreamer(Agent):
         returns = lambda_returns(
             heads["reward"].float(), heads["cont"].float(), value.float(), gamma=self.gamma, lam=self.lam
         )
-        return returns[:, 0]
+        reward = torch.tensor([r for _, r, _ in outcomes], device=self.device)
+        goes_on = torch.tensor([0.0 if t else 1.0 for _, _, t in outcomes], device=self.device)
+        return reward + self.gamma * goes_on * returns[:, 0]
 
     def posterior(self, obs: dict[str, Tensor], is_first: Tensor, carry) -> Any:
         """The latent state ``(B,)`` after this step's observation, filtered from the carry

@@ -9,12 +9,16 @@
 - ``obs_noise=S``: Gaussian noise of standard deviation S on state-vector observations.
 - ``delay=K``: the env executes the action chosen K steps earlier (the episode's first action
   until then), as a slow actuator or a control loop with latency would.
-- ``adversarial=K`` (with ``push``): each push is the worst of K random ones of the same size
-  for the agent, as its own world model judges: the wrapper looks one step ahead in the
-  simulator under each candidate (state saved and restored) and hands the K observations to a
-  ``judge`` (the trainer installs the agent's ``predicted_return``); the candidate with the
-  lowest predicted return is applied. Without a judge (no agent yet), the first candidate, a
-  random push, is.
+- ``adversarial=K`` (with ``push``): each push is the worst of K candidates of the same size
+  for the agent, as its own world model judges (for pushes along one axis the candidates are
+  the two ways, whatever K): the wrapper looks one step ahead in the simulator under each
+  (state saved and restored) and hands the K (observation, reward, terminated) to a ``judge``
+  (the trainer installs the agent's ``predicted_return``); the candidate with the lowest
+  predicted return is applied. Without a judge (no agent yet), the first candidate, a random
+  push, is.
+
+Probabilities and delays count the env's own steps (with ``--action-repeat R`` an agent step
+is R of them).
 
 The draws come from a generator seeded by the reset's seed (like envs/domains.py's), so the
 pushes of an episode are a function of its seed. ``info["push"]`` is the push applied at a step
@@ -33,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .domain_spec import DomainSpecError
+from .domain_spec import DomainSpecError, number_text, parse_number
 from .physics import no_physics_error, physics_of
 
 _DISTURB_SALT = 0xD157
@@ -58,12 +62,17 @@ class Disturbance:
     @classmethod
     def parse(cls, text: str, *, flag: str = "--disturb") -> Disturbance:
         values: dict[str, Any] = {}
+        seen: set[str] = set()
         for item in (part.strip() for part in text.split(",")):
             if not item:
                 continue
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
             push = _PUSH.match(key)
+            name = "push" if push else key
+            if name in seen:
+                raise DomainSpecError(f"{flag}: {name} is given twice")
+            seen.add(name)
             if not eq or not value:
                 raise DomainSpecError(f"{flag} {item!r} is not NAME=VALUE; e.g. push=0.5@0.02,action_noise=0.1")
             if push:
@@ -88,8 +97,10 @@ class Disturbance:
                     f"{flag}: unknown disturbance {key!r}; the disturbances are push=SIZE@PROB (push[body]=... on "
                     "MuJoCo), action_noise=S, obs_noise=S, delay=K, adversarial=K"
                 )
-        if values.get("adversarial") and not values.get("push"):
-            raise DomainSpecError(f"{flag}: adversarial=K chooses among pushes; give push=SIZE@PROB too")
+        if values.get("adversarial") and not (values.get("push") and values.get("push_prob")):
+            raise DomainSpecError(
+                f"{flag}: adversarial=K chooses among pushes; give push=SIZE@PROB too, with SIZE and PROB > 0"
+            )
         return cls(**values)
 
     @property
@@ -97,8 +108,8 @@ class Disturbance:
         parts = []
         if self.push and self.push_prob:
             target = f"[{self.push_target}]" if self.push_target else ""
-            parts.append(f"push{target}={_num(self.push)}@{_num(self.push_prob)}")
-        parts += [f"{f.name}={_num(getattr(self, f.name))}" for f in fields(self)[3:] if getattr(self, f.name)]
+            parts.append(f"push{target}={number_text(self.push)}@{number_text(self.push_prob)}")
+        parts += [f"{f.name}={number_text(getattr(self, f.name))}" for f in fields(self)[3:] if getattr(self, f.name)]
         return ",".join(parts)
 
     def wrap(self, env: gym.Env) -> Disturbed:
@@ -106,17 +117,10 @@ class Disturbance:
 
 
 def _number(text: str, item: str, flag: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DomainSpecError(f"{flag} {item!r}: {text!r} is not a number") from None
-    if not np.isfinite(value) or value < 0:
-        raise DomainSpecError(f"{flag} {item!r}: sizes, noise and delays are finite numbers >= 0, got {text!r}")
+    value = parse_number(text, item, flag)
+    if value < 0:
+        raise DomainSpecError(f"{flag} {item!r}: sizes, noise and delays are numbers >= 0, got {text!r}")
     return value
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 class Disturbed(gym.Wrapper):
@@ -140,10 +144,15 @@ class Disturbed(gym.Wrapper):
             )
         if d.adversarial:
             self.physics.snapshot()  # refuses envs it cannot look ahead in
+        if d.action_noise > 1 and isinstance(env.action_space, spaces.Discrete):
+            raise DomainSpecError(
+                f"action_noise={d.action_noise:g}: on discrete actions it is the probability of a random action, "
+                "at most 1"
+            )
         self._rng = np.random.default_rng(_DISTURB_SALT)
         self._queue: collections.deque = collections.deque()
-        # Adversarial pushes: observations (K, ...) -> index of the push to apply; and how a raw
-        # observation becomes what the judge reads (ModelEnv attaches its own conversion).
+        # Adversarial pushes: K looked-ahead (observation, reward, terminated) -> index of the push
+        # to apply; and how a raw observation becomes what the judge reads (ModelEnv attaches its own).
         self.judge: Callable[[list], int] | None = None
         self.observer: Callable[[Any], Any] = lambda raw: raw
 
@@ -180,20 +189,20 @@ class Disturbed(gym.Wrapper):
     def _choose_push(self, action) -> np.ndarray:
         """A random direction, or with ``adversarial`` the worst of K for the judge."""
         d = self.disturbance
-        candidates = [self.physics.push_direction(self._rng) for _ in range(max(d.adversarial, 1))]
+        candidates = self.physics.push_directions(self._rng, max(d.adversarial, 1))
         if not d.adversarial or self.judge is None:
             return candidates[0]
-        seen = [self.lookahead(action, c) for c in candidates]
-        return candidates[int(self.judge(seen))]
+        return candidates[int(self.judge([self.lookahead(action, c) for c in candidates]))]
 
-    def lookahead(self, action, direction: np.ndarray):
-        """What the agent would observe after this step under a push along ``direction``; the
-        simulator is put back as it was."""
+    def lookahead(self, action, direction: np.ndarray) -> tuple[Any, float, bool]:
+        """What this step would bring under a push along ``direction``: the observation (as the
+        observer makes it), the reward and whether the episode would end. The simulator is put
+        back as it was."""
         snapshot = self.physics.snapshot()
         try:
             self.physics.push(self.disturbance.push, self.disturbance.push_target, direction)
-            raw = self.env.unwrapped.step(action)[0]
-            return self.observer(raw)
+            raw, reward, terminated, _, _ = self.env.unwrapped.step(action)
+            return self.observer(raw), float(reward), bool(terminated)
         finally:
             self.physics.release()
             self.physics.restore(snapshot)

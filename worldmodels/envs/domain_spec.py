@@ -98,7 +98,13 @@ def _number(x: float) -> str:
     return repr(float(x)).removesuffix(".0") if float(x).is_integer() else repr(float(x))
 
 
-def _float(text: str, item: str, flag: str) -> float:
+def number_text(x: float) -> str:
+    """A number as the grammar writes it: ``2`` for 2.0, ``0.05`` for 0.05."""
+    return _number(x)
+
+
+def parse_number(text: str, item: str, flag: str) -> float:
+    """``text`` as a finite float, or a :class:`DomainSpecError` naming the item and the flag."""
     try:
         value = float(text)
     except ValueError:
@@ -126,7 +132,7 @@ def parse_params(text: str, *, flag: str = "--randomize", mode: str = "range") -
         name, target, op, value = match["name"], match["target"], match["op"], match["value"]
         absolute = op == "=="
         parts = value.split(":")
-        numbers = [_float(p, item, flag) for p in parts]
+        numbers = [parse_number(p, item, flag) for p in parts]
         points = 0
         if mode == "grid":
             if len(parts) != 3:

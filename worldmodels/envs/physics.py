@@ -36,6 +36,7 @@ class ClassicEnv:
     push_index: int | None
     push_what: str
     derived: Callable[[Any], None] | None = None
+    positive: bool = True  # the constants are masses, lengths, forces: absolute values must be > 0
 
 
 def _cartpole_derived(env: Any) -> None:
@@ -43,10 +44,11 @@ def _cartpole_derived(env: Any) -> None:
     env.polemass_length = env.masspole * env.length
 
 
+# LINK_LENGTH_2 is left out: gymnasium's Acrobot draws with it but its dynamics never read it.
 _ACROBOT = {
     name.lower(): name
     for name in (
-        "LINK_LENGTH_1", "LINK_LENGTH_2", "LINK_MASS_1", "LINK_MASS_2", "LINK_COM_POS_1", "LINK_COM_POS_2", "LINK_MOI",
+        "LINK_LENGTH_1", "LINK_MASS_1", "LINK_MASS_2", "LINK_COM_POS_1", "LINK_COM_POS_2", "LINK_MOI",
     )
 }  # fmt: skip
 
@@ -83,6 +85,11 @@ class ClassicPhysics:
             raise DomainSpecError(
                 f"{kind}'s {param.name} is one number: write {param.name}=..., without [{param.target}]"
             )
+        if self.table.positive and param.absolute and param.low <= 0:
+            raise DomainSpecError(
+                f"{kind}'s {param.name} is a positive physical constant (nominal {self.nominal[param.name]:g}); "
+                f"got {param.text()}"
+            )
 
     def set_values(self, values: list[tuple[ParamSpec, float]]) -> None:
         for name, attr in self.table.params.items():
@@ -100,9 +107,11 @@ class ClassicPhysics:
         if target is not None:
             raise DomainSpecError(f"push[{target}]: bodies are named only in MuJoCo envs; {kind} takes push=SIZE@PROB")
 
-    def push_direction(self, rng: np.random.Generator) -> np.ndarray:
-        """A random direction of a push: here a sign."""
-        return np.array([rng.choice((-1.0, 1.0))])
+    def push_directions(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        """``count`` candidate directions, the first one random: here signs, so from two on
+        both of them (a random one, then the other)."""
+        first = float(rng.choice((-1.0, 1.0)))
+        return [np.array([first])] if count < 2 else [np.array([first]), np.array([-first])]
 
     def push(self, size: float, target: str | None, direction: np.ndarray) -> None:
         """Add ``size`` along ``direction`` (a sign) to the pushed velocity of the env's state
@@ -111,12 +120,12 @@ class ClassicPhysics:
         state[self.table.push_index] += size * float(direction[0])
         self.env.state = state
 
-    # What a step changes besides ``state`` in gymnasium's classic-control envs.
-    _STEP_STATE = ("state", "steps_beyond_terminated", "last_u")
+    _PLAIN = (int, float, bool, str, np.ndarray, np.generic, tuple, list, type(None))
 
     def snapshot(self) -> Any:
-        """What :meth:`restore` needs to undo a step: the state, step bookkeeping, the generator."""
-        kept = {k: copy.deepcopy(getattr(self.env, k)) for k in self._STEP_STATE if hasattr(self.env, k)}
+        """What :meth:`restore` needs to undo a step: every plain attribute of the env (its state,
+        step counters, last inputs) and its generator's state; renderers and the like stay."""
+        kept = {k: copy.deepcopy(v) for k, v in vars(self.env).items() if isinstance(v, self._PLAIN)}
         return kept, copy.deepcopy(self.env.np_random.bit_generator.state)
 
     def restore(self, snapshot: Any) -> None:
@@ -127,9 +136,6 @@ class ClassicPhysics:
 
     def release(self) -> None:
         """A classic push is a change of state: nothing to take back after the step."""
-
-    def describe_push(self) -> str:
-        return f"a push adds ±size to {self.table.push_what}"
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,16 @@ MUJOCO: dict[str, MujocoField] = {
     "light_diffuse": MujocoField("mjOBJ_LIGHT", "light_diffuse", clip=(0.0, 1.0)),
     "gravity": MujocoField(None, "gravity"),
     "timestep": MujocoField(None, "timestep"),
+}
+# Absolute values below these are not physical: (bound, whether the bound itself is allowed).
+_LOWEST = {
+    "body_mass": (0.0, False),
+    "geom_friction": (0.0, True),
+    "dof_damping": (0.0, True),
+    "gravity": (0.0, True),
+    "timestep": (0.0, False),
+    "geom_rgba": (0.0, True),
+    "light_diffuse": (0.0, True),
 }
 _OBJECT_WORD = {
     "mjOBJ_BODY": "body",
@@ -201,6 +217,7 @@ class MujocoPhysics:
 
         self.mujoco, self.model, self.data, self.dt = mujoco, model, data, dt
         self.steppable = steppable  # env.unwrapped.step may be called between snapshot and restore
+        self.substeps = max(1, round(dt / float(model.opt.timestep)))  # physics steps per env step
         self.nominal = {name: np.array(self._array(f), copy=True) for name, f in MUJOCO.items()}
         self.nominal["body_inertia"] = np.array(model.body_inertia, copy=True)
         self._pushed: int | None = None
@@ -246,6 +263,10 @@ class MujocoPhysics:
         field = MUJOCO[param.name]
         if field.obj is None and param.target is not None:
             raise DomainSpecError(f"{param.name} belongs to the whole model: write {param.name}=..., without a target")
+        low = _LOWEST.get(param.name)
+        if param.absolute and low is not None and (param.low < low[0] or (param.low == low[0] and not low[1])):
+            bound = f">= {low[0]:g}" if low[1] else f"> {low[0]:g}"
+            raise DomainSpecError(f"{param.key} must be {bound}, got {param.text()}")
         if field.obj is not None and getattr(self.model, _COUNT[field.obj]) == 0:
             raise DomainSpecError(f"{param.key}: the model has no {_plural(_OBJECT_WORD[field.obj])}")
         self._rows(param)  # raises for unknown names
@@ -283,12 +304,15 @@ class MujocoPhysics:
             ratio = np.divide(new, base, out=np.ones_like(new), where=base > 0)
             self.model.body_inertia[rows] = self.nominal["body_inertia"][rows] * ratio[..., None]
 
-    def push_direction(self, rng: np.random.Generator) -> np.ndarray:
-        """±x, or a random horizontal direction for a free-floating model."""
+    def push_directions(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        """``count`` candidate directions, the first one random: random horizontal ones for a
+        free-floating model; otherwise ±x (planar models move in x), so from two on both ways."""
         if self.model.njnt and int(self.model.jnt_type[0]) == int(self.mujoco.mjtJoint.mjJNT_FREE):
-            angle = rng.uniform(0.0, 2 * np.pi)
-            return np.array([np.cos(angle), np.sin(angle), 0.0])
-        return np.array([rng.choice((-1.0, 1.0)), 0.0, 0.0])
+            angles = rng.uniform(0.0, 2 * np.pi, count)
+            return [np.array([np.cos(a), np.sin(a), 0.0]) for a in angles]
+        first = float(rng.choice((-1.0, 1.0)))
+        signs = [first] if count < 2 else [first, -first]
+        return [np.array([sign, 0.0, 0.0]) for sign in signs]
 
     def push(self, size: float, target: str | None, direction: np.ndarray) -> None:
         """Change ``target``'s velocity (default: the first body below the world) by ``size``
@@ -297,7 +321,8 @@ class MujocoPhysics:
         if target is not None:
             body = self.mujoco.mj_name2id(self.model, self.mujoco.mjtObj.mjOBJ_BODY, target)
         mass = float(self.model.body_subtreemass[body])
-        self.data.xfrc_applied[body, :3] = np.asarray(direction) * size * mass / self.dt
+        dt = self.substeps * float(self.model.opt.timestep)  # the env step's length, randomised timestep included
+        self.data.xfrc_applied[body, :3] = np.asarray(direction) * size * mass / dt
         self._pushed = body
 
     def snapshot(self) -> Any:
@@ -326,9 +351,6 @@ class MujocoPhysics:
             names = [n for n in self._object_names("mjOBJ_BODY") if n and n != "world"]
             raise DomainSpecError(f"the model has no body named {target!r} to push; its bodies: {', '.join(names)}")
 
-    def describe_push(self) -> str:
-        return "a push changes a body's velocity by size m/s over one env step"
-
 
 def declared(env: Any) -> ClassicEnv | None:
     """The constants an env declares itself: ``domain_parameters`` (name -> attribute) and
@@ -337,7 +359,7 @@ def declared(env: Any) -> ClassicEnv | None:
     params = getattr(env, "domain_parameters", None)
     if not params:
         return None
-    return ClassicEnv(dict(params), getattr(env, "push_index", None), "its declared push entry")
+    return ClassicEnv(dict(params), getattr(env, "push_index", None), "its declared push entry", positive=False)
 
 
 def physics_of(env: Any) -> ClassicPhysics | MujocoPhysics | None:

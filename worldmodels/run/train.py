@@ -288,10 +288,10 @@ class Trainer:
             return
         agent = self.agent
 
-        def judge(observations: list[dict]) -> int:
+        def judge(outcomes: list[tuple[dict, float, bool]]) -> int:
             if policy.carry is None:
                 return 0
-            return int(torch.argmin(agent.predicted_return(policy.carry, observations)))
+            return int(torch.argmin(agent.predicted_return(policy.carry, outcomes)))
 
         env.envs[0].set_wrapper_attr("judge", judge)
 
