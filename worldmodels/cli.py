@@ -342,6 +342,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_domains(args: argparse.Namespace, run) -> int:
     from .report.ood import evaluate_domain, evaluate_grid
 
+    if args.video:
+        raise ValueError("--video records wm eval's own episodes; drop it with --vary, --set, --disturb or --nominal")
     common = dict(set_=args.set_, disturb=args.disturb, episodes=args.episodes, seed=args.seed, mode=not args.sample)
     if args.vary:
         if args.nominal:

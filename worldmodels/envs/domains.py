@@ -86,7 +86,11 @@ class Randomization(gym.Wrapper):
                 raise no_physics_error(env, f"--randomize {format_params(self.physical)}")
             for p in self.physical:
                 self.physics.check(p)
-        self._rng = np.random.default_rng(_DOMAIN_SALT)
+        # Until a reset passes a seed, draws are fresh each time (gymnasium's convention for
+        # unseeded resets); the sensor noise has a stream of its own, so frames rendered for a
+        # video do not change the next episode's domain.
+        self._rng = np.random.default_rng()
+        self._noise_rng = np.random.default_rng()
         self.values: dict[str, float] = {}
         self._looks: dict[str, float] = {}
         self._image_obs = isinstance(env.observation_space, spaces.Box) and env.observation_space.dtype == np.uint8
@@ -94,6 +98,7 @@ class Randomization(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng([int(seed), _DOMAIN_SALT])
+            self._noise_rng = np.random.default_rng([int(seed), _DOMAIN_SALT, 1])
         self.values = self.domain.sample(self._rng)
         if self.physics is not None:
             self.physics.set_values([(p, self.values[p.key]) for p in self.physical])
@@ -107,7 +112,7 @@ class Randomization(gym.Wrapper):
 
     def _see(self, obs):
         if self._looks and self._image_obs:
-            return transform(obs, self._looks, self._rng)
+            return transform(obs, self._looks, self._noise_rng)
         return obs
 
     def render(self):
@@ -116,9 +121,5 @@ class Randomization(gym.Wrapper):
             frame = np.asarray(frame, dtype=np.uint8)
             if self.frame_size is not None:
                 frame = resize(frame, self.frame_size)
-            return transform(frame, self._looks, self._rng)
+            return transform(frame, self._looks, self._noise_rng)
         return frame
-
-    def vector(self) -> np.ndarray:
-        """The episode's values in ``domain_names`` order (what the replay records)."""
-        return np.array([self.values.get(k, np.nan) for k in self.domain_names], np.float32)

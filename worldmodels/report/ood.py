@@ -23,7 +23,7 @@ from ..envs.domain_spec import DomainSpecError
 from ..envs.domains import Domain
 from ..envs.make import make_env
 from ..envs.seeding import report_seeds
-from ..run.collect import agent_device, play_episodes, return_summary
+from ..run.collect import agent_device, own_torch_rng, play_episodes, return_summary
 from ..run.runs import LoadedRun, env_kwargs
 from .plots import domain_grids
 
@@ -38,7 +38,7 @@ def _play(run: LoadedRun, domain: Domain, disturbance: Disturbance, seeds: list[
     env = make_env(cfg.env, **{**env_kwargs(cfg), "randomize": domain, "disturb": disturbance})
     device = agent_device(run.agent)
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with own_torch_rng(device):
             torch.manual_seed(seeds[0])
             return [ep.ret for ep in play_episodes(env, run.agent, seeds, mode=mode)]
     finally:

@@ -91,6 +91,12 @@ def agent_device(agent) -> torch.device:
     return getattr(agent, "device", torch.device("cpu"))
 
 
+def own_torch_rng(device: torch.device):
+    """A block whose torch draws (CPU, and ``device``'s if it is a GPU) leave the caller's
+    generators as they were: diagnostics and evaluations that must not change training."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def random_policy(action_spec, rng: np.random.Generator) -> ActFn:
     def act(obs, is_first):
         n = len(is_first)

@@ -18,7 +18,7 @@ from ..envs.make import make_vector_env
 from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
-from .collect import AgentPolicy, Collector, play_episodes, random_policy, return_summary
+from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
 from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
@@ -363,7 +363,7 @@ class Trainer:
         wm, out = self.agent.world_model, {}
         was_training = wm.training
         device = self.agent.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with own_torch_rng(device):
             wm.eval()
             try:
                 for name, recent in (("recent", window), ("all", 0)):
@@ -393,7 +393,7 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.seed, 15_485_863, self.counters["env_steps"]])
         batch = to_torch(self.store.sample(max(rows, 64), length, rng), self.agent.device)
         device = self.agent.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with own_torch_rng(device):
             was_training = wm.training
             wm.eval()
             try:
