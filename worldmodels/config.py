@@ -294,8 +294,9 @@ class Config:
     )
     disturb: str = _f(
         "",
-        "disturbances while training and evaluating: 'push=SIZE@PROB,action_noise=S,obs_noise=S,delay=K' "
-        "(docs/DESIGN.md, Domains)",
+        "disturbances while training and evaluating: 'push=SIZE@PROB,action_noise=S,obs_noise=S,delay=K', and "
+        "adversarial=K: each training push the worst of K for the agent, as its model predicts (docs/DESIGN.md, "
+        "Domains)",
     )
     invariant_encoder: bool = _f(
         False,
