@@ -220,7 +220,7 @@ def domain_grids(grids: dict[str, dict], path: Path, title: str) -> Path:
             ax.set_title(label)
         fig.colorbar(image, ax=axes[0].tolist(), label="mean return")
         outlined = any(g.get("trained_range") for g in grids.values())
-        fig.suptitle(title + ("\n(red box: the training range)" if outlined else ""))
+        fig.suptitle(title + ("\n(red box: the training range)" if outlined else ""), y=1.06 if outlined else 1.0)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
