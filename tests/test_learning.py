@@ -68,7 +68,7 @@ def test_randomised_training_covers_the_range_where_the_nominal_policy_fails(tmp
     does that with probability below 1e-12 per cell, the nominal optimum never at rule < 0."""
     from worldmodels.report.ood import evaluate_grid
 
-    cfg = learning_config(tmp_path, "wmtest/Rule-v0", steps=2500)
+    cfg = learning_config(tmp_path, "wmtest/Rule-v0", steps=2000)
     cfg.randomize = "rule==-1:1"
     Trainer(cfg, progress=False).train()
     grid = evaluate_grid(load_run(cfg.logdir), "rule==-0.75:0.75:2", episodes=10)
