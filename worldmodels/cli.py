@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
 
     ev = sub.add_parser(
-        "eval", help="evaluate a trained run on fresh start states: mean ± std return (eval.json), optional video"
+        "eval",
+        help="evaluate a trained run on fresh start states: mean ± std return (eval.json), optional video; "
+        "--vary/--set/--disturb: out of distribution (RUN/ood/)",
     )
     ev.add_argument("run", help="run folder")
     ev.add_argument("--episodes", type=int, default=10, help="episodes, each from a start state of its own")
