@@ -70,7 +70,11 @@ class ParamSpec:
 
     def text(self) -> str:
         """The item back in the grammar (``parse_params(p.text())`` gives ``p`` again)."""
-        values = [_number(self.low)] if self.fixed and not self.points else [_number(self.low), _number(self.high)]
+        values = (
+            [number_text(self.low)]
+            if self.fixed and not self.points
+            else [number_text(self.low), number_text(self.high)]
+        )
         if self.points:
             values.append(str(self.points))
         return f"{self.key}{'==' if self.absolute else '='}{':'.join(values)}"
@@ -94,13 +98,9 @@ class ParamSpec:
         return ParamSpec(self.name, self.target, float(value), float(value), self.absolute)
 
 
-def _number(x: float) -> str:
-    return repr(float(x)).removesuffix(".0") if float(x).is_integer() else repr(float(x))
-
-
 def number_text(x: float) -> str:
     """A number as the grammar writes it: ``2`` for 2.0, ``0.05`` for 0.05."""
-    return _number(x)
+    return repr(float(x)).removesuffix(".0") if float(x).is_integer() else repr(float(x))
 
 
 def parse_number(text: str, item: str, flag: str) -> float:
@@ -147,7 +147,9 @@ def parse_params(text: str, *, flag: str = "--randomize", mode: str = "range") -
             raise DomainSpecError(f"{flag} {item!r}: give one value or LOW:HIGH (grids of LOW:HIGH:N are for --vary)")
         low, high = numbers[0], numbers[-1]
         if low > high:
-            raise DomainSpecError(f"{flag} {item!r}: the low end {_number(low)} is above the high end {_number(high)}")
+            raise DomainSpecError(
+                f"{flag} {item!r}: the low end {number_text(low)} is above the high end {number_text(high)}"
+            )
         param = ParamSpec(name, target, low, high, absolute, points)
         if param.scale and low <= 0:
             raise DomainSpecError(

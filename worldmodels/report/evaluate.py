@@ -11,15 +11,20 @@ from ..run.runs import LoadedRun
 from .video import write_video
 
 
+def check_episodes(episodes: int, seed: int) -> None:
+    """``wm eval``'s ``--episodes`` (at least one) and ``--seed`` (not negative)."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1 (the episodes to average over), got {episodes}")
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+
+
 def evaluate(run: LoadedRun, *, episodes: int = 10, video: bool = False, seed: int = 0, mode: bool = True) -> dict:
     """Writes ``RUN/eval.json`` (and ``RUN/eval.mp4`` with ``video``) and returns the summary.
 
     Episode ``i`` starts from the reset seed ``report_seeds(run seed, seed, episodes)[i]``: start
     states no training episode and no evaluation during training used (envs/seeding.py)."""
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1 (the episodes to average over), got {episodes}")
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
+    check_episodes(episodes, seed)
     seeds = report_seeds(run.config.seed, seed, episodes)
     env = run.make_env()
     try:

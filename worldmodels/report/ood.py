@@ -25,6 +25,7 @@ from ..envs.make import make_env
 from ..envs.seeding import report_seeds
 from ..run.collect import agent_device, own_torch_rng, play_episodes, return_summary
 from ..run.runs import LoadedRun, env_kwargs
+from .evaluate import check_episodes
 from .plots import domain_grids
 
 OOD = "ood"
@@ -62,13 +63,6 @@ def _protocol(run: LoadedRun, seed: int, seeds: list[int], mode: bool) -> dict:
     }
 
 
-def _check(episodes: int, seed: int) -> None:
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1 (the episodes per domain), got {episodes}")
-    if seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
-
-
 def _trained_ranges(run: LoadedRun, axes: tuple) -> dict[str, list[float]]:
     """The run's ``--randomize`` range of each grid axis it randomised in the same units."""
     trained = {p.key: p for p in Domain.parse(run.config.randomize).params}
@@ -96,7 +90,7 @@ def evaluate_domain(
 ) -> dict:
     """One fixed domain (``set_``; nominal elsewhere), with ``disturb`` or the run's disturbances
     (none with ``nominal``). Writes ``RUN/ood/domain-<spec>.json``."""
-    _check(episodes, seed)
+    check_episodes(episodes, seed)
     domain = Domain.parse(set_, flag="--set", mode="value")
     disturbance = Disturbance() if nominal and disturb is None else _disturbance(run, disturb)
     seeds = report_seeds(run.config.seed, seed, episodes)
@@ -134,7 +128,7 @@ def evaluate_grid(
     """Every cell of the ``vary`` grid (one or two ``NAME=LO:HI:N`` parameters), ``episodes``
     each. Writes ``RUN/ood/grid.json`` (the axes, mean and std return per cell, every return)
     and ``RUN/ood/grid.png``; returns the grid with the paths."""
-    _check(episodes, seed)
+    check_episodes(episodes, seed)
     axes = Domain.parse(vary, flag="--vary", mode="grid").params
     if not axes:
         raise DomainSpecError("--vary needs one or two parameters, e.g. --vary masspole=0.25:4:9")

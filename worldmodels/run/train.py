@@ -94,6 +94,9 @@ class Trainer:
         self.obs_spec, self.action_spec = probe_specs(cfg)
         self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
+        from ..envs.disturbances import Disturbance
+
+        self.adversarial = Disturbance.parse(cfg.disturb).adversarial > 0
         self._check_adversary()
         self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is written
         try:
@@ -113,9 +116,7 @@ class Trainer:
         self.collector: Collector | None = None
 
     def _check_adversary(self) -> None:
-        from ..envs.disturbances import Disturbance
-
-        if Disturbance.parse(self.cfg.disturb).adversarial and not self.agent.predicts_return:
+        if self.adversarial and not self.agent.predicts_return:
             raise RunConfigError(
                 f"adversarial pushes are chosen by the agent's predicted return, which {self.cfg.agent} does not "
                 "give; use --agent dreamer or mpc, or random pushes (drop adversarial=K)"
@@ -282,9 +283,7 @@ class Trainer:
         """With ``--disturb ...,adversarial=K``, pushes are judged by the agent: of K candidates,
         the one after which it predicts the lowest return is applied (envs/disturbances.py).
         Until the agent first acts (prefill) pushes are random."""
-        from ..envs.disturbances import Disturbance
-
-        if not Disturbance.parse(self.cfg.disturb).adversarial:
+        if not self.adversarial:
             return
         agent = self.agent
 
