@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_data import add_data_parser, cmd_data
 from .config import (
     BLOCKS,
     CONTROLLERS,
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     be.add_argument("--size", default="XXS", help="latent model size for the *_latent rows")
     _add_dataclass_flags(be.add_argument_group("plan", "change the timed setting"), PlanConfig, "plan.")
+    add_data_parser(sub)
     return parser
 
 
@@ -272,6 +274,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
             setattr(getattr(stored, block) if block else stored, field, given[key])
         stored.logdir = str(args.resume)
         return stored, True
+    given = _dataset_defaults(given)
     cfg = resolve(given)
     if (Path(cfg.logdir) / "config.json").exists():
         raise RunConfigError(
@@ -279,6 +282,20 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
             "or choose a new --logdir."
         )
     return cfg, False
+
+
+def _dataset_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """With ``--dataset``, the env, observations and image size it was recorded with, unless given."""
+    if not given.get("dataset"):
+        return given
+    from .data.datasets import dataset_setup
+
+    try:
+        setup = dataset_setup(given["dataset"])
+    except (OSError, ValueError, KeyError):  # unreadable here: the trainer's loader says why, in full
+        return given
+    flags = {"env": "env", "obs": "obs", "image_size": "model.image_size"}
+    return {**{flags[k]: v for k, v in setup.items() if flags[k] not in given}, **given}
 
 
 def _retrainable(args: argparse.Namespace) -> set[str]:
@@ -440,7 +457,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "eval": cmd_eval, "dream": cmd_dream, "plan": cmd_plan, "bench": cmd_bench}
+    commands = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "dream": cmd_dream,
+        "plan": cmd_plan,
+        "bench": cmd_bench,
+        "data": cmd_data,
+    }
     try:
         return commands[args.command](args)
     except (WorldModelsError, ValueError) as err:

@@ -304,6 +304,22 @@ class Config:
         "gradient-reversal layer); needs --randomize and a family with an encoder (dreamer, mpc)",
     )
     invariant_weight: float = _f(1.0, "scale of the reversed domain-classifier gradient in the encoder", gt=0)
+    dataset: str = _f(
+        "",
+        "recorded episodes to learn from: an HDF5 episode file, a Minari dataset folder (or minari:NAME), or a run "
+        "folder; with --offline the only data, else they seed the replay before the agent collects its own",
+    )
+    offline: bool = _f(
+        False,
+        "learn from --dataset alone, never stepping the env while training (it is made for evaluations only); "
+        "--steps, --eval-every, --log-every and --checkpoint-every then count train steps",
+    )
+    dataset_share: float = _f(
+        0.0,
+        "with --dataset online: the fraction of each batch drawn from the dataset (0: in proportion to its steps)",
+        ge=0,
+        lt=1,
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -526,6 +542,9 @@ ADDED_LATER: dict[str, Any] = {
     "disturb": "",
     "invariant_encoder": False,
     "invariant_weight": 1.0,
+    "dataset": "",
+    "offline": False,
+    "dataset_share": 0.0,
     "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
@@ -684,8 +703,22 @@ def validate(cfg: Config, *, device: bool = True) -> None:
         check_device(cfg.device)
     env_kwargs(cfg)
     check_domain_specs(cfg)
+    check_dataset(cfg)
     if spec.validate is not None:
         spec.validate(cfg)
+
+
+def check_dataset(cfg: Config) -> None:
+    """``--offline`` learns from a dataset, so it needs one; V/M/C stages its own collection."""
+    if cfg.offline and not cfg.dataset:
+        raise ValueError(
+            "--offline learns from recorded episodes alone: give them with --dataset PATH (an HDF5 episode file, a "
+            "Minari dataset folder or a run folder; `wm data collect` records one)"
+        )
+    if cfg.dataset_share and not cfg.dataset:
+        raise ValueError("--dataset-share is the dataset's share of each batch: give the dataset with --dataset")
+    if cfg.dataset_share and cfg.offline:
+        raise ValueError("--dataset-share mixes a dataset with collected steps; --offline collects none: drop one")
 
 
 def validate_mpc(cfg: Config) -> None:
@@ -724,6 +757,11 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
+    if cfg.dataset:
+        raise ValueError(
+            "--dataset: the V/M/C pipeline records its own random rollouts in its collect stage; learn from a "
+            "dataset with --agent dreamer, mpc or pets"
+        )
     from .envs.disturbances import Disturbance
 
     if Disturbance.parse(cfg.disturb).adversarial:

@@ -42,6 +42,10 @@ class PlanningError(WorldModelsError):
     """Planning could not pick an action, e.g. every candidate's score was NaN."""
 
 
+class DatasetError(WorldModelsError):
+    """A dataset that cannot be read or used: not found, no episodes, spaces that do not match."""
+
+
 class RunLockedError(WorldModelsError):
     """Another live process is writing the run folder."""
 

@@ -22,6 +22,46 @@ def resize(frame: np.ndarray, size: int) -> np.ndarray:
     return out[..., None] if channels == 1 else out
 
 
+class StateView:
+    """How an env's own observation becomes the model's: an image-like part (a uint8 ``(H, W, 1|3)``
+    Box, alone or one entry of a Dict) becomes ``"image"``, resized; the rest is flattened into
+    ``"vector"``. ``take_image=False`` flattens everything (``--obs both`` renders its image).
+    The env adapter and the dataset importer (data/) read observations through it, so a recorded
+    observation and a live one reach the model the same way."""
+
+    def __init__(self, space: spaces.Space, take_image: bool = True):
+        self.space = space
+        self.image_key: str | None = None  # "" : the whole observation is the image
+        self.vector_space: spaces.Space | None = None
+        self.channels: int | None = None
+        if take_image and is_image_space(space):
+            self.image_key, self.channels = "", int(space.shape[-1])
+        elif isinstance(space, spaces.Dict) and take_image and any(is_image_space(s) for s in space.spaces.values()):
+            images = [k for k, s in space.spaces.items() if is_image_space(s)]
+            if len(images) > 1:
+                raise UnsupportedSpaceError(
+                    f"observation has several images {images}; the model takes one. Supported: {SUPPORTED_OBS}"
+                )
+            self.image_key, self.channels = images[0], int(space[images[0]].shape[-1])
+            rest = {k: s for k, s in space.spaces.items() if k != images[0]}
+            self.vector_space = spaces.Dict(rest) if rest else None
+        else:
+            self.vector_space = space
+        self.vector = vector_size(self.vector_space) if self.vector_space is not None else None  # raises if unsupported
+
+    def __call__(self, raw, image_size: int) -> dict[str, np.ndarray]:
+        obs: dict[str, np.ndarray] = {}
+        if self.image_key is not None:
+            img = raw if self.image_key == "" else raw[self.image_key]
+            obs[IMAGE] = resize(np.asarray(img, dtype=np.uint8), image_size)
+        if self.vector_space is not None:
+            part = raw
+            if self.image_key:  # a Dict with an image: the vector is the other entries
+                part = {k: raw[k] for k in self.vector_space.spaces}
+            obs[VECTOR] = flatten_obs(self.vector_space, part)
+        return obs
+
+
 class ModelEnv(gym.Wrapper):
     """Observations ``{"image": uint8 (S, S, C), "vector": float32 (D,)}``; actions in model space.
 
@@ -37,9 +77,7 @@ class ModelEnv(gym.Wrapper):
     def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1):
         super().__init__(env)
         self.obs_mode, self.image_size, self.repeat = obs_mode, image_size, action_repeat
-        inner = env.observation_space
-        self._image_key: str | int | None = None
-        self._vector_space: spaces.Space | None = None
+        self.view: StateView | None = None  # the state observation's split, where the model reads it
         if obs_mode in ("pixels", "both"):
             modes = env.metadata.get("render_modes", [])
             if getattr(env, "render_mode", None) != "rgb_array":
@@ -48,13 +86,10 @@ class ModelEnv(gym.Wrapper):
                     f"has render modes {modes}. Use --obs state, or an env that supports rgb_array."
                 )
         if obs_mode in ("state", "both"):
-            self._split_state(inner, take_image=obs_mode == "state")
-        image = obs_mode in ("pixels", "both") or self._image_key is not None
-        channels = 3
-        if self._image_key is not None:
-            img_space = inner if self._image_key == "" else inner[self._image_key]
-            channels = img_space.shape[-1]
-        vec = vector_size(self._vector_space) if self._vector_space is not None else None
+            self.view = StateView(env.observation_space, take_image=obs_mode == "state")
+        image = obs_mode in ("pixels", "both") or (self.view is not None and self.view.channels is not None)
+        channels = self.view.channels if self.view is not None and self.view.channels is not None else 3
+        vec = self.view.vector if self.view is not None else None
         self.obs_spec = ObsSpec(image=(image_size, image_size, channels) if image else None, vector=vec)
         self.action_spec: ActionSpec = action_spec(env.action_space)
         obs_spaces = {}
@@ -75,37 +110,12 @@ class ModelEnv(gym.Wrapper):
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
 
-    def _split_state(self, space: spaces.Space, take_image: bool) -> None:
-        if take_image and is_image_space(space):
-            self._image_key = ""
-            return
-        if isinstance(space, spaces.Dict) and take_image:
-            images = [k for k, s in space.spaces.items() if is_image_space(s)]
-            if len(images) > 1:
-                raise UnsupportedSpaceError(
-                    f"observation has several images {images}; the model takes one. Supported: {SUPPORTED_OBS}"
-                )
-            if images:
-                self._image_key = images[0]
-                rest = {k: s for k, s in space.spaces.items() if k != images[0]}
-                self._vector_space = spaces.Dict(rest) if rest else None
-                if self._vector_space is not None:
-                    vector_size(self._vector_space)
-                return
-        vector_size(space)  # raises for unsupported spaces
-        self._vector_space = space
-
     def _observe(self, raw) -> dict[str, np.ndarray]:
         obs: dict[str, np.ndarray] = {}
         if self.obs_mode in ("pixels", "both"):
             obs[IMAGE] = resize(np.asarray(self.env.render(), dtype=np.uint8), self.image_size)
-        elif self._image_key is not None:
-            img = raw if self._image_key == "" else raw[self._image_key]
-            obs[IMAGE] = resize(np.asarray(img, dtype=np.uint8), self.image_size)
-        if self._vector_space is not None:
-            if isinstance(self._vector_space, spaces.Dict) and self._image_key not in (None, ""):
-                raw = {k: raw[k] for k in self._vector_space.spaces}
-            obs[VECTOR] = flatten_obs(self._vector_space, raw)
+        if self.view is not None:
+            obs.update(self.view(raw, self.image_size))
         return obs
 
     def _with_domain(self, obs: dict[str, np.ndarray], info: dict) -> dict[str, np.ndarray]:

@@ -71,6 +71,12 @@ def held_out_seeds(tag: int, seed: int, episodes: int) -> list[int]:
     return [protocol_seed(Purpose.HELD_OUT, tag, seed, i) for i in range(episodes)]
 
 
+def dataset_seeds(seed: int, episodes: int) -> list[int]:
+    """Seeds of the episodes ``wm data collect --seed seed`` records: held out from training and
+    every evaluation, and from ``wm dream``'s and ``wm plan``'s episodes (tag 2)."""
+    return held_out_seeds(2, seed, episodes)
+
+
 class EpisodeSeeds(gym.Wrapper):
     """Reseeds every episode of stream ``stream`` once a reset has passed :data:`OPTION`; until
     then resets pass through unchanged (``reset(seed=s)`` means what gymnasium says)."""

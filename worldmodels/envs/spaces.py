@@ -81,3 +81,28 @@ def to_env_action(space: spaces.Space, action: np.ndarray):
         return int(np.argmax(action)) + int(space.start)
     action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
     return (space.low + (action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def from_env_actions(space: spaces.Space, actions) -> np.ndarray:
+    """The env's own actions ``(T, ...)`` -> model actions ``(T, dim)`` float32, the inverse of
+    :func:`to_env_action` (exact where a Box's bounds are +-2^k, as in most MuJoCo and dm_control
+    tasks; otherwise within a float32 rounding). Values beyond a Box's bounds are clipped, as the
+    actor cannot give them."""
+    actions = np.asarray(actions)
+    if isinstance(space, spaces.Discrete):
+        index = actions.reshape(len(actions)).astype(np.int64) - int(space.start)
+        if len(index) and (index.min() < 0 or index.max() >= space.n):
+            raise ValueError(f"discrete actions must lie in {space}; got values {index.min()}..{index.max()}")
+        return np.eye(int(space.n), dtype=np.float32)[index]
+    action_spec(space)  # refuses the unsupported ones with the explanatory error
+    scaled = (actions.astype(np.float64).reshape(len(actions), -1) - space.low) / (space.high - space.low)
+    return np.clip(scaled * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
+
+
+def to_env_actions(space: spaces.Space, actions: np.ndarray) -> np.ndarray:
+    """:func:`to_env_action` over a batch ``(T, dim)``: ints for ``Discrete``, the Box's dtype otherwise."""
+    actions = np.asarray(actions)
+    if isinstance(space, spaces.Discrete):
+        return (np.argmax(actions, axis=-1) + int(space.start)).astype(np.int64)
+    clipped = np.clip(actions.astype(np.float64), -1.0, 1.0)
+    return (space.low + (clipped + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)

@@ -12,17 +12,20 @@ import numpy as np  # noqa: E402
 
 
 def learning_curve(rows: list[dict], path: Path, title: str) -> Path:
-    """Episode returns (training) and evaluation returns against env steps."""
+    """Episode returns (training) and evaluation returns against env steps (against train
+    steps for a run that learned offline, whose env steps are all zero)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    train = [(r["env_steps"], r["episode/return"]) for r in rows if "episode/return" in r]
-    evals = [(r["env_steps"], r["eval/return"]) for r in rows if "eval/return" in r]
+    offline = bool(rows) and all(r.get("env_steps", 0) == 0 and "train_steps" in r for r in rows)
+    key = "train_steps" if offline else "env_steps"
+    train = [(r[key], r["episode/return"]) for r in rows if "episode/return" in r]
+    evals = [(r[key], r["eval/return"]) for r in rows if "eval/return" in r]
     if train:
         x, y = zip(*train)
         ax.plot(x, y, color="tab:blue", alpha=0.6, label="training episodes")
     if evals:
         x, y = zip(*evals)
         ax.plot(x, y, "o-", color="tab:orange", label="evaluation (mean)")
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("train steps (offline: no environment steps)" if offline else "environment steps")
     ax.set_ylabel("return")
     ax.set_title(title)
     ax.grid(alpha=0.3)

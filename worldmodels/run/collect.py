@@ -135,11 +135,12 @@ def held_random_policy(action_spec, rng: np.random.Generator, hold: int) -> ActF
 
 class RandomAgent:
     """Uniformly random actions from a seeded generator, with the agents' ``act`` signature:
-    the same seed plays the same episodes whatever model is being judged on them."""
+    the same seed plays the same episodes whatever model is being judged on them. ``hold`` > 1
+    holds each action for 1..hold steps (:func:`held_random_policy`)."""
 
-    def __init__(self, action_spec, seed: int):
+    def __init__(self, action_spec, seed: int, hold: int = 1):
         self.action_spec = action_spec
-        self._act = random_policy(action_spec, np.random.default_rng(seed))
+        self._act = held_random_policy(action_spec, np.random.default_rng(seed), hold)
 
     def act(self, obs, is_first, carry=None, mode: bool = True):
         return torch.as_tensor(self._act(obs, is_first.cpu().numpy())), None
@@ -168,7 +169,14 @@ def run_episode(env: ModelEnv, agent: Agent, *, seed: int, mode: bool = True, re
         batch = {k: v[None] for k, v in obs.items()}
         action = np.zeros(agent.action_spec.dim, np.float32) if done else policy(batch, np.array([is_first]))[0]
         rows.append(
-            {**obs, "action": action, "reward": np.float32(reward), "is_first": is_first, "is_terminal": terminated}
+            {
+                **obs,
+                "action": action,
+                "reward": np.float32(reward),
+                "is_first": is_first,
+                "is_terminal": terminated,
+                "is_last": done,
+            }
         )
         if done:
             break

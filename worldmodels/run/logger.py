@@ -113,11 +113,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 class ProgressBar:
     """env steps, env steps/s, train steps/s, last return and ETA; silent when ``enabled`` is False."""
 
-    def __init__(self, total: int, start: int, enabled: bool = True):
+    def __init__(self, total: int, start: int, enabled: bool = True, unit: str = "env steps"):
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
-            TextColumn("{task.completed:>8.0f}/{task.total:.0f} env steps"),
+            TextColumn("{task.completed:>8.0f}/{task.total:.0f} " + unit),
             TextColumn("{task.fields[env_fps]:>6.0f} env/s"),
             TextColumn("{task.fields[train_fps]:>5.1f} train/s"),
             TextColumn("return {task.fields[ret]}"),

@@ -13,12 +13,16 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data.episodes import conform_episode
 from ..data.replay import ReplayStore, physical_memory, step_bytes
+from ..envs.disturbances import Disturbance
+from ..envs.domains import Domain
 from ..envs.make import make_vector_env
 from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
+from .datasets import open_dataset, record_replay_spaces
 from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
@@ -94,8 +98,6 @@ class Trainer:
         self.obs_spec, self.action_spec = probe_specs(cfg)
         self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
-        from ..envs.disturbances import Disturbance
-
         self.adversarial = Disturbance.parse(cfg.disturb).adversarial > 0
         self._check_adversary()
         self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is written
@@ -107,6 +109,8 @@ class Trainer:
             if resume and cfg.deterministic:
                 self._set_aside_replay(ckpt)
             self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
+            record_replay_spaces(self.run_dir, cfg)  # the replay folder alone is then a dataset
+            self.dataset = self._add_dataset() if cfg.dataset else None
             if resume:
                 self._restore(ckpt)
         except BaseException:
@@ -114,6 +118,20 @@ class Trainer:
             raise
         self.last_return: float | None = None
         self.collector: Collector | None = None
+
+    def _add_dataset(self) -> dict:
+        """Load ``--dataset`` into the replay beside what the run collects (never written to the
+        run's replay, never counted as collected). Its episodes must fit the env's model: the same
+        observation keys and shapes and the same actions."""
+        cfg = self.cfg
+        dataset = open_dataset(cfg.dataset, image_size=cfg.model.image_size)
+        dataset.check_matches(self.obs_spec, self.action_spec, against=f"--env {cfg.env} (--obs {cfg.obs})")
+        domain = len(Domain.parse(cfg.randomize).names)  # the env's episodes record this many domain values
+        episodes = [conform_episode(ep, self.obs_spec, domain) for ep in dataset.episodes]
+        held = self.store.add_recorded(episodes, share=cfg.dataset_share)
+        skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""
+        self.echo(f"dataset {cfg.dataset}: {len(episodes)} episodes, {held:,} steps{skipped}")
+        return {"episodes": len(episodes), "steps": held}
 
     def _check_adversary(self) -> None:
         if self.adversarial and not self.agent.predicts_return:
@@ -130,7 +148,7 @@ class Trainer:
         """Refuse a replay that cannot fit in this machine's memory, before it is allocated."""
         cfg = self.cfg
         per_step = step_bytes(self.obs_spec, self.action_spec)
-        most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
+        most = 0 if cfg.offline else min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
         ram = physical_memory()
         if most > ram:
             raise RunConfigError(
@@ -197,7 +215,11 @@ class Trainer:
                     f"checkpoint at {saved_at:,} env steps; the replay went on to {c['env_steps']:,}: those steps are "
                     f"kept, and the training they were due is done again"
                 )
-        aside = self.logger.set_aside_after(saved_at)
+        if cfg.offline:  # offline rows count train steps
+            saved_at = int(ckpt["counters"]["train_steps"]) if ckpt is not None else 0
+            aside = self.logger.set_aside_after(saved_at, key="train_steps")
+        else:
+            aside = self.logger.set_aside_after(saved_at)
         if aside:
             self.echo(f"{aside} metrics row(s) written after the checkpoint moved to metrics.discarded.jsonl")
 
@@ -224,6 +246,8 @@ class Trainer:
         episode, so that a resumed run restarts the envs exactly where they were."""
         cfg, c = self.cfg, self.counters
         self._announce()
+        if cfg.offline:
+            return self._train_offline()
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
         self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started)
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
@@ -279,6 +303,55 @@ class Trainer:
         self.close()
         return dict(c)
 
+    def _train_offline(self) -> dict:
+        """``--offline``: train on the dataset alone until ``cfg.steps`` train steps, never stepping
+        an env (one is made for each evaluation only); evaluations, metric rows and checkpoints
+        come every ``eval_every``, ``log_every`` and ``checkpoint_every`` train steps."""
+        cfg, c = self.cfg, self.counters
+        rows, length = self.agent.replay_shape
+        evals, logs = Every(cfg.eval_every, c["train_steps"]), Every(cfg.log_every, c["train_steps"])
+        saves = Every(cfg.checkpoint_every, c["train_steps"])
+        rate, last_save = Rate(0, c["train_steps"]), time.monotonic()
+        try:
+            with ProgressBar(cfg.steps, c["train_steps"], self.progress_enabled, unit="train steps") as bar:
+                while c["train_steps"] < cfg.steps:
+                    batch = to_torch(self.store.sample(rows, length, self.np_rng), self.agent.device)
+                    self.logger.add(self.agent.train_step(batch))
+                    c["train_steps"] += 1
+                    _, train_fps = rate(0, c["train_steps"])
+                    bar.update(c["train_steps"], 0.0, train_fps, self.last_return)
+                    final = c["train_steps"] >= cfg.steps
+                    if evals.due(c["train_steps"]) or (final and cfg.eval_every > cfg.steps):
+                        evaluation = self.evaluate(c["train_steps"] // cfg.eval_every)
+                        self.last_return = evaluation["eval/return"]
+                        self.logger.add(evaluation)
+                        self.logger.add(self.domain_probe())
+                    if logs.due(c["train_steps"]) or final:
+                        extra = {"fps/train": train_fps, "env_steps": 0}
+                        self._status(self.logger.write(c["train_steps"], extra, key="train_steps"))
+                    minutes = (time.monotonic() - last_save) / 60
+                    if not final and (saves.due(c["train_steps"]) or 0 < cfg.checkpoint_minutes <= minutes):
+                        self.save()
+                        last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self.save()
+            self.echo(
+                f"interrupted at {c['train_steps']} train steps; saved. Continue with "
+                f"`wm train --resume {self.run_dir}`"
+            )
+            raise
+        except NonFiniteLossError as err:
+            last = self.run_dir / checkpoint.NAME
+            kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
+            raise NonFiniteLossError(f"{err} Training stopped at {c['train_steps']} train steps; {kept}.") from err
+        finally:
+            self.logger.close()
+            if sys.exc_info()[0] is not None:
+                self.close()
+        self.save()
+        self.close()
+        return dict(c)
+
     def _install_adversary(self, env, policy: AgentPolicy) -> None:
         """With ``--disturb ...,adversarial=K``, pushes are judged by the agent: of K candidates,
         the one after which it predicts the lowest return is applied (envs/disturbances.py).
@@ -298,7 +371,8 @@ class Trainer:
         """One line per metrics write, for logs without a progress bar."""
         if not self.status_lines:
             return
-        parts = [f"{row['env_steps']:>8}/{self.cfg.steps} env steps", f"{row['fps/train']:.1f} train/s"]
+        unit = "train_steps" if self.cfg.offline else "env_steps"
+        parts = [f"{row[unit]:>8}/{self.cfg.steps} {unit.replace('_', ' ')}", f"{row['fps/train']:.1f} train/s"]
         if "episode/return" in row:
             parts.append(f"return {row['episode/return']:.1f}")
         if "eval/return" in row:
@@ -379,7 +453,6 @@ class Trainer:
         fresh linear classifier of the domain bins (models/invariance.py), ``domain/probe_acc``,
         next to chance, ``domain/probe_chance``. Logged at every evaluation of a randomised run
         whose family gives feature tensors; like :meth:`model_drift` it leaves training alone."""
-        from ..envs.domains import Domain
         from ..models.base import FEATURES, prev_actions
         from ..models.invariance import BINS, probe_accuracy, varied
         from ..specs import DOMAIN

@@ -32,6 +32,7 @@ from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..run import checkpoint
 from ..run.collect import Collector, held_random_policy
+from ..run.datasets import record_replay_spaces
 from ..run.lock import RunLock
 from ..run.logger import MetricsLogger
 from ..run.runs import build_agent, env_kwargs, probe_specs, write_config
@@ -72,6 +73,7 @@ class VMCTrainer:
         if resume:
             self._restore()
         self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
+        record_replay_spaces(self.run_dir, cfg)  # the replay folder alone is then a dataset
         self.logger = MetricsLogger(self.run_dir)
 
     # ------------------------------------------------------------ checkpoints

@@ -1,0 +1,66 @@
+"""Run folders as datasets: a run's replay is the record of what it collected.
+
+``open_dataset`` is ``data.load_dataset`` that also takes a run folder: its replay's episodes,
+with the spaces the run's ``replay/spaces.json`` names (written when the run starts), or, for a
+run older than that file, the spaces its config's env gives.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import Config
+from ..data.datasets import load_dataset, require_episodes, resized
+from ..data.episodes import Dataset
+from ..data.replay_episodes import SPACES, read_replay, read_spaces, write_spaces
+from .runs import CONFIG, make_single_env, read_config
+
+REPLAY = "replay"
+
+
+def replay_spaces(cfg: Config) -> dict:
+    """What a run's replay steps are: the model's observation space, the env's own action space,
+    the env id and how the env was set up (obs mode, image size, domains)."""
+    env = make_single_env(cfg)
+    try:
+        return {
+            "observation_space": env.observation_space,
+            "action_space": env.env.action_space,
+            "env_id": cfg.env,
+            "meta": {
+                "obs_mode": cfg.obs,
+                "image_size": cfg.model.image_size,
+                "action_repeat": cfg.action_repeat,
+                "domain_names": list(env.domain_names),
+                "randomize": cfg.randomize,
+                "disturb": cfg.disturb,
+                "seed": cfg.seed,
+                "policy": f"{cfg.agent} (training run)",
+            },
+        }
+    finally:
+        env.close()
+
+
+def record_replay_spaces(run_dir: Path, cfg: Config) -> None:
+    """Write ``RUN/replay/spaces.json`` unless it is there (a resumed run keeps its own)."""
+    replay = Path(run_dir) / REPLAY
+    if not (replay / SPACES).is_file():
+        write_spaces(replay, **replay_spaces(cfg))
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def open_dataset(path: str | os.PathLike, *, image_size: int | None = None, allow_empty: bool = False) -> Dataset:
+    """The dataset at ``path`` (any format ``load_dataset`` reads), or a run folder's replay."""
+    if not is_run_folder(path):
+        return load_dataset(path, image_size=image_size, allow_empty=allow_empty)
+    run_dir = Path(path)
+    replay = run_dir / REPLAY
+    spaces = read_spaces(replay) if (replay / SPACES).is_file() else replay_spaces(read_config(run_dir))
+    dataset = resized(read_replay(replay, spaces=spaces), image_size)
+    dataset.source = str(run_dir)
+    return dataset if allow_empty else require_episodes(dataset)
