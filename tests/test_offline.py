@@ -6,16 +6,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import tiny_config
 from tests.test_learning import learning_config
 from worldmodels.data.datasets import save_dataset
 from worldmodels.data.replay import ReplayStore
+from worldmodels.models.base import prev_actions
 from worldmodels.report.evaluate import evaluate
 from worldmodels.run import train as train_module
 from worldmodels.run.record import Recording, record_dataset
 from worldmodels.run.runs import load_run
-from worldmodels.run.train import Trainer
+from worldmodels.run.train import Trainer, to_torch
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,46 @@ def test_an_offline_agent_beats_the_random_play_it_learned_from(tmp_path, cue_da
     assert 4.0 < dataset.returns().mean() < 6.0
     cfg = learning_config(tmp_path, "wmtest/Cue-v0")
     cfg.dataset, cfg.offline, cfg.steps, cfg.eval_every = str(path), True, 900, 10_000
+    cfg.penalty = 1.0  # as `wm train --offline` sets it
     assert Trainer(cfg, progress=False).train()["env_steps"] == 0
     result = evaluate(load_run(cfg.logdir), episodes=20)
     assert result["mean_return"] >= 8.5, result
+
+
+def test_the_penalty_is_the_models_doubt_and_grows_away_from_the_data(tmp_path):
+    """The RSSM's prior heads agree on states like those in the data and disagree on states far
+    from it (here: observations shifted 10 units beyond anything recorded), and Dreamer's
+    imagined rewards are lowered by exactly penalty x that disagreement."""
+    data = record_dataset(Recording(env="wmtest/PointMass-v0", episodes=40, seed=0))
+    path = save_dataset(data, tmp_path / "pm.h5")
+    cfg = tiny_config(tmp_path, env="wmtest/PointMass-v0", dataset=str(path), offline=True, penalty=2.0, steps=200,
+                      eval_every=10**6)  # fmt: skip
+    trainer = Trainer(cfg, progress=False)
+    trainer.train()
+    agent, wm = trainer.agent, trainer.agent.world_model
+    batch = to_torch(trainer.store.sample(16, 8, np.random.default_rng(1)))
+
+    def features(shift: float):
+        with torch.no_grad():
+            obs = {"vector": batch["vector"] + shift}
+            return wm.features(wm.observe(None, obs, prev_actions(batch["action"]), batch["is_first"]))
+
+    seen, far = features(0.0), features(10.0)
+    assert wm.disagreement(far).mean() > 1.3 * wm.disagreement(seen).mean()
+    reward = torch.ones(far.shape[:-1])
+    lowered, doubt = agent.penalised(far, reward)
+    torch.testing.assert_close(lowered, reward - 2.0 * doubt)
+    assert lowered.mean() < agent.penalised(seen, reward)[0].mean()
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "imag/disagreement" in metrics[-1] and metrics[-1]["loss/ensemble"] > 0
+
+
+def test_the_penalty_needs_a_family_that_measures_its_doubt(tmp_path):
+    from worldmodels.config import resolve, validate
+
+    assert resolve({"offline": True, "dataset": "d.h5"}).penalty == 1.0  # dreamer offline: on by default
+    assert resolve({"offline": True, "dataset": "d.h5", "penalty": 0.0}).penalty == 0.0
+    with pytest.raises(ValueError, match="--offline learns from recorded episodes alone"):
+        validate(resolve({"offline": True}))
+    with pytest.raises(ValueError, match="pets plans"):
+        validate(resolve({"agent": "pets", "penalty": 1.0}))

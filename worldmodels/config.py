@@ -39,6 +39,11 @@ def _f(
     return field(default=default, metadata={"help": help, **{k: v for k, v in bounds.items() if v is not None}})
 
 
+# --penalty of agents that learn in imagination, for --offline runs unless given (docs/DESIGN.md,
+# "Datasets and offline learning").
+OFFLINE_PENALTY = 1.0
+
+
 @dataclass
 class ModelConfig:
     """World-model sizes and loss scales (DreamerV3 recipe). Dimensions default to size XXS."""
@@ -63,6 +68,9 @@ class ModelConfig:
         "encoder's input and the decoder's target, so that small-range dimensions are fit as closely as large",
     )
     grad_clip: float = _f(1000.0, "world-model gradient norm clip (with --dreamer.agc 0)", gt=0)
+    prior_heads: int = _f(
+        5, "rssm with --penalty: prior heads whose disagreement is the model's epistemic uncertainty", ge=2
+    )
 
 
 @dataclass
@@ -320,6 +328,14 @@ class Config:
         ge=0,
         lt=1,
     )
+    penalty: float = _f(
+        0.0,
+        "offline model-based RL's uncertainty penalty: imagined rewards become r - penalty * u, u the world "
+        "model's epistemic uncertainty (rssm: the disagreement of its --model.prior-heads prior heads); dreamer "
+        f"and mpc with --offline: {OFFLINE_PENALTY} unless given (pets plans against its members' spread with "
+        "--plan.objective risk instead)",
+        ge=0,
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -401,7 +417,8 @@ def resolve(given: dict[str, Any]) -> Config:
     """
     from .registry import agent_spec
 
-    flat = {**agent_spec(given.get("agent", "dreamer")).defaults, **given}
+    spec = agent_spec(given.get("agent", "dreamer"))
+    flat = {**spec.defaults, **(spec.offline_defaults if given.get("offline") else {}), **given}
     cfg = dataclasses.replace(Config(), **{k: v for k, v in flat.items() if "." not in k})
     blocks = {name: getattr(cfg, name) for name in BLOCKS}
     blocks["model"] = apply_size(cfg.model, cfg.size)
@@ -545,6 +562,8 @@ ADDED_LATER: dict[str, Any] = {
     "dataset": "",
     "offline": False,
     "dataset_share": 0.0,
+    "penalty": 0.0,
+    "model.prior_heads": 5,
     "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
@@ -739,6 +758,12 @@ def validate_dreamer(cfg: Config) -> None:
 
 
 def validate_pets(cfg: Config) -> None:
+    if cfg.penalty:
+        raise ValueError(
+            "--penalty lowers imagined rewards where the model is unsure, for agents that learn a policy in "
+            "imagination (dreamer, mpc); pets plans, and plans against its members' disagreement with "
+            "--plan.objective risk --plan.beta B"
+        )
     if cfg.invariant_encoder:
         raise ValueError(
             "--invariant-encoder trains an encoder, and pets' ensemble has none (it models state vectors as they "

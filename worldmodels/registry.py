@@ -141,7 +141,8 @@ class AgentSpec:
     ``families``: the world-model families it can learn with (``None``: any family registered with ``features=True``);
     ``default_family`` is used when ``--model`` is not given. ``defaults``: settings the agent
     changes from the global defaults unless given on the command line (flat keys, dotted for a
-    block: ``{"plan.horizon": 5}``). ``train``: ``(cfg, resume, options) -> exit code``, the loop a
+    block: ``{"plan.horizon": 5}``); ``offline_defaults`` those it changes besides for ``--offline``
+    runs (Dreamer: the uncertainty penalty). ``train``: ``(cfg, resume, options) -> exit code``, the loop a
     run of it trains with. ``plans_with``: the agent ``wm plan`` acts with on this agent's model
     (``None``: it cannot plan, and ``no_plan`` says why).
     """
@@ -150,6 +151,7 @@ class AgentSpec:
     default_family: str
     families: tuple[str, ...] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    offline_defaults: Mapping[str, Any] = field(default_factory=dict)
     validate: Callable[[Any], None] | None = None
     train: Callable[..., int] | str = "worldmodels.run.train:train_run"
     curve: str = "learning"  # learning (returns over env steps) | stages (one panel per stage)

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
 from ..behavior.returns import ReturnScale, lambda_returns, replay_lambda_returns
-from ..config import DreamerConfig, ModelConfig, validate_dreamer
-from ..models.base import WorldModelBase
+from ..config import OFFLINE_PENALTY, DreamerConfig, ModelConfig, validate_dreamer
+from ..errors import RunConfigError
+from ..models.base import DISAGREES, WorldModelBase
 from ..nn.layers import time_slice
 from ..nn.optim import make_optimizer
 from ..registry import AgentSpec
@@ -96,9 +97,17 @@ class Dreamer(Agent):
         imag_bf16: bool = False,
         model_bf16: bool = False,
         adversary: nn.Module | None = None,
+        penalty: float = 0.0,
     ):
         super().__init__()
         self.world_model = world_model
+        if penalty > 0 and DISAGREES not in world_model.capabilities:
+            raise RunConfigError(
+                f"--penalty subtracts the world model's epistemic uncertainty from imagined rewards; "
+                f"{type(world_model).__name__} does not measure it (no disagreement()). The rssm family does "
+                "(its --model.prior-heads prior heads); or train with --penalty 0"
+            )
+        self.penalty = penalty  # offline: imagined rewards are r - penalty * disagreement
         # --invariant-encoder: a domain classifier behind gradient reversal, stepped with the model.
         self.adversary = adversary
         self.obs_spec = world_model.obs_spec
@@ -296,6 +305,7 @@ class Dreamer(Agent):
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
                 value = self._target_critic()(feat).mean()
         reward, cont, value = self._full(heads["reward"]), self._full(heads["cont"]), self._full(value)
+        reward, doubt = self.penalised(feat[:, 1:], reward)
         returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
         # Weight of step k: probability the episode is still going at s_k.
         weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1).detach()
@@ -315,7 +325,18 @@ class Dreamer(Agent):
                 slow_reg=self.slow_reg,
                 reinforce=self.reinforce,
             )
+        if doubt is not None:
+            metrics["imag/disagreement"] = doubt.mean()
         return losses, metrics, returns[:, 0].detach()
+
+    def penalised(self, feat: Any, reward: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Imagined rewards less ``penalty`` times the world model's disagreement about each state
+        (MOPO's ``r - lambda u``), and the disagreement; as they were without a penalty."""
+        if not self.penalty:
+            return reward, None
+        with torch.no_grad():
+            doubt = self.world_model.disagreement(feat).float()
+        return reward - self.penalty * doubt, doubt
 
     def _replay_value_loss(self, posts: Any, batch: dict[str, Tensor], boot: Tensor) -> Tensor:
         """The critic on the replayed states ``(B, T)`` fits lambda-returns of the real rewards,
@@ -354,6 +375,7 @@ def make_dreamer(
     cls: type = None,
     world_model: WorldModelBase | None = None,
     adversary: nn.Module | None = None,
+    penalty: float = 0.0,
 ) -> Dreamer:
     """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks;
     the world model is the RSSM of ``model`` unless one is given."""
@@ -394,15 +416,24 @@ def make_dreamer(
         imag_bf16=agent.imag_bf16,
         model_bf16=model.bf16,
         adversary=adversary,
+        penalty=penalty,
     )
 
 
 def build_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> Dreamer:
     wm = build_world_model(cfg, obs_spec, action_spec)
     adversary = build_adversary(cfg, wm)
-    agent = make_dreamer(obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm, adversary=adversary)
+    agent = make_dreamer(
+        obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm, adversary=adversary, penalty=cfg.penalty
+    )
     agent.configure_replay(cfg.batch, cfg.seq_len)
     return agent
 
 
-SPEC = AgentSpec(build=build_dreamer, default_family="rssm", validate=validate_dreamer, plans_with="mpc")
+SPEC = AgentSpec(
+    build=build_dreamer,
+    default_family="rssm",
+    offline_defaults={"penalty": OFFLINE_PENALTY},
+    validate=validate_dreamer,
+    plans_with="mpc",
+)

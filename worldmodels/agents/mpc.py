@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ..config import Config, validate_mpc
+from ..config import OFFLINE_PENALTY, Config, validate_mpc
 from ..planning.objectives import discounted_return, summarize
 from ..registry import AgentSpec
 from ..specs import ActionSpec, ObsSpec
@@ -66,7 +66,8 @@ class LatentMPC(Dreamer):
                 feat, _ = wm.imagine_features(rows, actions.repeat_interleave(m, 0))
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
                 value = self.slow_critic(feat[:, horizon:]).mean()[:, 0]
-            returns = discounted_return(heads["reward"].float(), heads["cont"].float(), self.discount, value.float())
+            reward, _ = self.penalised(feat[:, 1:], heads["reward"].float())
+            returns = discounted_return(reward, heads["cont"].float(), self.discount, value.float())
             return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
 
         return on_device(score, self.device)
@@ -107,8 +108,10 @@ class LatentMPC(Dreamer):
 
         def step(state: Any, a: int):
             nxt = wm.advance(state, eye[a : a + 1])  # the most likely next state: a deterministic tree
-            heads = wm.predict(wm.features(nxt), decode_obs=False)
-            return nxt, float(heads["reward"]), float(heads["cont"])
+            feat = wm.features(nxt)
+            heads = wm.predict(feat, decode_obs=False)
+            reward, _ = self.penalised(feat, heads["reward"].float())
+            return nxt, float(reward), float(heads["cont"])
 
         def value(state: Any) -> float:
             return float(self.slow_critic(wm.features(state)).mean())
@@ -123,7 +126,14 @@ def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentM
     wm = build_world_model(cfg, obs_spec, action_spec)
     adversary = build_adversary(cfg, wm)
     agent = make_dreamer(
-        obs_spec, action_spec, cfg.model, cfg.dreamer, cls=LatentMPC, world_model=wm, adversary=adversary
+        obs_spec,
+        action_spec,
+        cfg.model,
+        cfg.dreamer,
+        cls=LatentMPC,
+        world_model=wm,
+        adversary=adversary,
+        penalty=cfg.penalty,
     )
     agent.configure_replay(cfg.batch, cfg.seq_len)
     p = cfg.plan
@@ -140,5 +150,10 @@ def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentM
 
 # Latent MPC bootstraps with the critic, so it plans over a short horizon, as TD-MPC2 does (3).
 SPEC = AgentSpec(
-    build=make_mpc, default_family="rssm", defaults={"plan.horizon": 5}, validate=validate_mpc, plans_with="mpc"
+    build=make_mpc,
+    default_family="rssm",
+    defaults={"plan.horizon": 5},
+    offline_defaults={"penalty": OFFLINE_PENALTY},
+    validate=validate_mpc,
+    plans_with="mpc",
 )

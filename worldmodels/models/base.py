@@ -32,6 +32,7 @@ DECODES = "decodes"  # predict() reconstructs observations (a dream can be watch
 UNCERTAINTY = "uncertainty"  # uncertainty() measures how much the model doubts its predictions
 TEMPERATURE = "temperature"  # open_loop() samples at a temperature (V/M/C's MDN)
 ENCODES = "encodes"  # embed() gives the encoder's output (a domain-invariant encoder trains it)
+DISAGREES = "disagreement"  # disagreement() measures epistemic uncertainty of imagined states (offline penalty)
 
 
 class WorldModelBase(nn.Module, ABC):
@@ -169,6 +170,12 @@ class WorldModelBase(nn.Module, ABC):
     def uncertainty(self, steps: dict[str, np.ndarray]) -> np.ndarray | None:
         """One number per real transition of an episode saying how much the model doubts its
         prediction of it (``(T-1,)``), or ``None`` if the family cannot say."""
+        return None
+
+    def disagreement(self, feat: Tensor) -> Tensor | None:
+        """How much the model's own members disagree about the states of features ``(..., F)``
+        (``(...)``, 0 where they agree): epistemic uncertainty, large where the data never went.
+        ``None`` if the family cannot say. Offline agents subtract it from imagined rewards."""
         return None
 
     @property

@@ -20,10 +20,11 @@ from ..nn.dists import (
     symexp,
     symlog,
     symlog_bins,
+    unimix_probs,
 )
 from ..nn.layers import MLP, ConvDecoder, ConvEncoder, RunningScale, SparseFeat
 from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
-from .base import DECODES, ENCODES, FEATURES, WorldModelBase, prev_actions
+from .base import DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
 from .rssm import RSSM, LatentState, Policy
 
 
@@ -49,6 +50,7 @@ class WorldModel(WorldModelBase):
         bins: int,
         sparse_imagination: bool = True,
         vector_norm: bool = False,
+        prior_heads: int = 0,
     ):
         super().__init__()
         self.sparse_imagination = sparse_imagination
@@ -86,12 +88,24 @@ class WorldModel(WorldModelBase):
         self.reward_head = MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot)
         self.cont_head = MLP(feat, 1, units=units, layers=layers, onehot=onehot)
         self.register_buffer("bins", symlog_bins(bins), persistent=False)
+        # An ensemble of prior heads p_k(z | h), each fit to the posterior like the prior is (on
+        # detached inputs: they shape nothing else). Where the data went they agree; where it never
+        # went their independent initialisations show through. Their disagreement is the RSSM's
+        # epistemic uncertainty, the penalty of offline learning (Lu et al. 2022, "Challenges and
+        # Opportunities in Offline Reinforcement Learning from Visual Observations": prior-ensemble
+        # disagreement was their best measure for offline DreamerV2).
+        self.prior_ensemble = torch.nn.ModuleList(
+            MLP(deter, stoch * classes, units=units, layers=1) for _ in range(prior_heads)
+        )
+        if prior_heads:
+            self.capabilities = self.capabilities | {DISAGREES}
 
     @property
     def loss_scales(self) -> dict[str, float]:
         """Scale of each term :meth:`loss` returns (prediction terms 1, KL balancing dyn/rep)."""
         scales = {k: 1.0 for k in self.obs_spec.keys()}
-        return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep}
+        extra = {"ensemble": 1.0} if len(self.prior_ensemble) else {}
+        return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep, **extra}
 
     prev_actions = staticmethod(prev_actions)
 
@@ -236,7 +250,29 @@ class WorldModel(WorldModelBase):
         losses["dyn"] = dyn.clamp(min=self.free_nats)
         losses["rep"] = rep.clamp(min=self.free_nats)
         metrics = {"kl": dyn.mean().detach()}
+        if len(self.prior_ensemble):
+            target, deter = posts.logits.detach(), posts.deter.detach()
+            kls = [categorical_kl(target, self._head_logits(head, deter)) for head in self.prior_ensemble]
+            losses["ensemble"] = torch.stack(kls).sum(0)
+            with torch.no_grad():
+                metrics["disagreement"] = self.disagreement(feat.detach()).mean()
         return losses, posts, metrics
+
+    def _head_logits(self, head: torch.nn.Module, deter: Tensor) -> Tensor:
+        raw = head(deter)
+        return unimix_probs(
+            raw.reshape(*raw.shape[:-1], self.rssm.stoch_dim, self.rssm.classes), self.rssm.unimix
+        ).log()
+
+    def disagreement(self, feat: Tensor | SparseFeat) -> Tensor | None:
+        """The prior heads' disagreement about ``z`` given ``h``: the standard deviation across
+        heads of each class probability, summed over classes and averaged over the latent's
+        groups (0 where they agree; at most 1)."""
+        if not len(self.prior_ensemble):
+            return None
+        deter = feat.dense if isinstance(feat, SparseFeat) else feat[..., : self.rssm.deter_dim]
+        probs = torch.stack([self._head_logits(head, deter).exp() for head in self.prior_ensemble])
+        return probs.float().std(0, unbiased=False).sum(-1).mean(-1)
 
     def _vector_in(self, vector: Tensor) -> Tensor:
         """What the encoder reads and the decoder predicts: symlog, standardised with vector_norm."""
@@ -279,4 +315,5 @@ def make_rssm(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> WorldModel:
         bins=model.bins,
         sparse_imagination=cfg.dreamer.sparse_imagination,
         vector_norm=model.vector_norm,
+        prior_heads=model.prior_heads if cfg.penalty > 0 else 0,
     )
