@@ -68,8 +68,10 @@ def test_the_datasets_share_of_each_batch(tmp_path):
     store.add_recorded([recorded], share=0.25)
     batch = store.sample(4000, 2, np.random.default_rng(0))
     assert abs(batch["source"][:, 0].mean() - 0.25) < 0.03  # not 0.9, the dataset's share of the steps
-    store.add_recorded([recorded])
-    assert abs(store.sample(4000, 2, np.random.default_rng(0))["source"][:, 0].mean() - 0.9) < 0.03
+    store.add_recorded([recorded])  # a second one, in proportion to its steps: 0.75 * 899 / 998 of the rest
+    assert abs(store.sample(4000, 2, np.random.default_rng(0))["source"][:, 0].mean() - 0.926) < 0.03
+    with pytest.raises(ValueError, match="sum below 1"):
+        store.add_recorded([recorded], share=0.8)
 
 
 def test_an_offline_agent_beats_the_random_play_it_learned_from(tmp_path, cue_data):

@@ -138,9 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="one keyword argument for the env's constructor (repeatable; VALUE is read as JSON if it parses, "
         "else as a string): --env-kwarg continuous=false",
     )
-    _add_dataclass_flags(train, Config, choices=_choices(), skip=("family",))
+    _add_dataclass_flags(train, Config, choices=_choices(), skip=("family", "finetune_from"))
     for name, cls in BLOCKS.items():
         _add_dataclass_flags(train.add_argument_group(name, cls.__doc__), cls, f"{name}.")
+
+    ft = sub.add_parser(
+        "finetune",
+        help="a new run that starts from a trained run's weights and learns on a changed system or new data "
+        "(--logdir NEW; the source run is only read)",
+    )
+    ft.add_argument("run", help="the trained run to start from")
+    ft.add_argument(
+        "--set",
+        dest="set_",
+        metavar="SPEC",
+        default="",
+        help="the changed system: fix env parameters, as wm eval --set does ('g=1.5,m=1.3'); replaces the source's "
+        "randomisation unless --randomize is given too",
+    )
+    ft.add_argument("--lr-scale", type=float, default=1.0, help="multiply every learning rate (e.g. 0.3)")
+    ft.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
+    ft.add_argument("--no-finish", action="store_true", help="skip the learning curve and dream at the end")
+    _add_dataclass_flags(ft, Config, choices=_choices(), skip=("family", "finetune_from"))
+    for name, cls in BLOCKS.items():
+        _add_dataclass_flags(ft.add_argument_group(name, cls.__doc__), cls, f"{name}.")
 
     ev = sub.add_parser(
         "eval",
@@ -227,7 +248,7 @@ ALTERNATIVES = {
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain", "env_kwarg_list"}
+    skip = {"command", "resume", "quiet", "no_finish", "stage", "retrain", "env_kwarg_list", "run", "set_", "lr_scale"}
     given = {k: v for k, v in vars(args).items() if k not in skip}
     if getattr(args, "env_kwarg_list", None):
         try:
@@ -338,6 +359,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     finisher = None if args.no_finish else finish
     options = TrainOptions(quiet=args.quiet, finish=finisher, stage=args.stage, retrain=args.retrain)
     return load_target(agent_spec(cfg.agent).train)(cfg, resume, options)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .registry import agent_spec, load_target
+    from .report.finish import finish
+    from .run.finetune import finetune_config
+    from .run.train import TrainOptions
+
+    given = _given(args)
+    if "logdir" not in given:
+        raise ValueError(f"wm finetune needs --logdir NEW: the run it makes (the source {args.run} is only read)")
+    logdir = given.pop("logdir")
+    cfg = finetune_config(args.run, logdir, given=given, set_=args.set_, lr_scale=args.lr_scale)
+    validate(cfg)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    print(f"run folder: {cfg.logdir}  (fine-tuning {args.run}: {cfg.describe()})")
+    options = TrainOptions(quiet=args.quiet, finish=None if args.no_finish else finish)
+    return load_target(agent_spec(cfg.agent).train)(cfg, False, options)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -459,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
         "train": cmd_train,
+        "finetune": cmd_finetune,
         "eval": cmd_eval,
         "dream": cmd_dream,
         "plan": cmd_plan,

@@ -328,6 +328,23 @@ class Config:
         ge=0,
         lt=1,
     )
+    episodes: int = _f(0, "stop after this many training episodes, whatever --steps says (0: by --steps)", ge=0)
+    finetune_from: str = _f(
+        "",
+        "the run whose weights this one starts from (wm finetune sets it; the source run is only read)",
+    )
+    freeze: str = _f(
+        "",
+        "world-model parts not trained, comma-separated: encoder, dynamics, heads (wm finetune; what each is "
+        "depends on the family)",
+    )
+    mix: float = _f(
+        0.0,
+        "wm finetune: the fraction of each batch replayed from the source run's own replay, so that what it "
+        "learned there is not forgotten (0: none)",
+        ge=0,
+        lt=1,
+    )
     penalty: float = _f(
         0.0,
         "offline model-based RL's uncertainty penalty: imagined rewards become r - penalty * u, u the world "
@@ -564,6 +581,10 @@ ADDED_LATER: dict[str, Any] = {
     "dataset_share": 0.0,
     "penalty": 0.0,
     "model.prior_heads": 5,
+    "episodes": 0,
+    "finetune_from": "",
+    "freeze": "",
+    "mix": 0.0,
     "model.vector_norm": False,
     "dreamer.optimizer": "adam",
     "dreamer.agc": 0.0,
@@ -727,6 +748,14 @@ def validate(cfg: Config, *, device: bool = True) -> None:
         spec.validate(cfg)
 
 
+# The parts of a world model that wm finetune --freeze names (models/base.py: WorldModelBase.parts).
+PARTS = ("encoder", "dynamics", "heads")
+
+
+def parse_parts(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def check_dataset(cfg: Config) -> None:
     """``--offline`` learns from a dataset, so it needs one; V/M/C stages its own collection."""
     if cfg.offline and not cfg.dataset:
@@ -736,6 +765,14 @@ def check_dataset(cfg: Config) -> None:
         )
     if cfg.dataset_share and not cfg.dataset:
         raise ValueError("--dataset-share is the dataset's share of each batch: give the dataset with --dataset")
+    if cfg.mix and not cfg.finetune_from:
+        raise ValueError("--mix replays a source run's data beside the new: it is for wm finetune RUN")
+    if cfg.freeze:
+        unknown = sorted(set(parse_parts(cfg.freeze)) - set(PARTS))
+        if unknown:
+            raise ValueError(f"--freeze {cfg.freeze!r}: {', '.join(unknown)} is not a part; parts: {', '.join(PARTS)}")
+    if cfg.episodes and cfg.offline:
+        raise ValueError("--episodes stops after collecting that many episodes; --offline collects none")
     if cfg.dataset_share and cfg.offline:
         raise ValueError("--dataset-share mixes a dataset with collected steps; --offline collects none: drop one")
 

@@ -96,6 +96,27 @@ def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Mod
     return model
 
 
+def freeze_parts(world_model: nn.Module, names: list[str]) -> int:
+    """Stop training the named parts of ``world_model`` (``WorldModelBase.parts``): their
+    parameters take no gradient, so no optimiser moves them. Returns how many parameters froze;
+    a part the family does not have is a :class:`RunConfigError` naming those it has."""
+    parts = world_model.parts()
+    missing = [n for n in names if n not in parts]
+    if missing:
+        has = ", ".join(parts) or "none"
+        raise RunConfigError(
+            f"--freeze {','.join(missing)}: the {type(world_model).__name__} world model has no such part "
+            f"(its parts: {has})"
+        )
+    frozen = 0
+    for name in names:
+        for module in parts[name]:
+            for param in module.parameters():
+                frozen += param.numel() if param.requires_grad else 0
+                param.requires_grad_(False)
+    return frozen
+
+
 def build_adversary(cfg, world_model: nn.Module) -> nn.Module | None:
     """The domain adversary of ``--invariant-encoder`` (models/invariance.py) for ``world_model``,
     or None without the flag; a family without an encoder, or a run with nothing randomised, is

@@ -151,8 +151,7 @@ class ReplayStore:
         self.files: list[deque[tuple[Path, int]]] = [deque() for _ in range(streams)]
         self.positions = [Position() for _ in range(streams)]  # what is on disk, per stream
         self.counter = 0
-        self.recorded: _Ring | None = None  # a dataset's episodes (add_recorded), sampled beside the rest
-        self.recorded_share = 0.0
+        self.recorded: list[tuple[_Ring, float]] = []  # recorded episodes (add_recorded) and their shares
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -274,25 +273,29 @@ class ReplayStore:
 
     # ----------------------------------------------------------- recorded
     def add_recorded(self, episodes: list[dict[str, np.ndarray]], share: float = 0.0) -> int:
-        """Hold recorded episodes (a dataset) beside the collected steps, as one more stream that
-        sampling draws from: never written to disk, never counted as collected (``positions``,
-        ``started``), so the run's counters stay those of its own env. ``share`` is the fraction of
-        sampled sequences taken from them once the run has collected some (0: in proportion to
-        their steps). Returns the steps held."""
+        """Hold recorded episodes (a dataset, or an earlier run's replay) beside the collected
+        steps, as one more stream that sampling draws from: never written to disk, never counted
+        as collected (``positions``, ``started``), so the run's counters stay those of its own env.
+        ``share`` is the fraction of sampled sequences taken from them (0: in proportion to their
+        steps, like a stream). Returns the steps held."""
         if not episodes:
             raise ValueError("no recorded episodes to add")
-        if not 0.0 <= share < 1.0:
-            raise ValueError(f"the recorded data's share of each batch lies in [0, 1), got {share}")
+        taken = sum(s for _, s in self.recorded)
+        if not 0.0 <= share < 1.0 or taken + share >= 1.0:
+            raise ValueError(
+                f"the recorded data's shares of each batch must sum below 1 (collected steps need room); "
+                f"{taken} is taken, {share} asked"
+            )
         arrays = {k: np.concatenate([np.asarray(ep[k]) for ep in episodes]) for k in episodes[0]}
         ring = _Ring(len(arrays["reward"]))
         ring.extend(arrays)
-        self.recorded, self.recorded_share = ring, share
+        self.recorded.append((ring, share))
         return ring.size
 
     # --------------------------------------------------------------- sample
     def __len__(self) -> int:
-        """Steps held: collected, and recorded ones where a dataset was added."""
-        return sum(r.size for r in self.rings) + (self.recorded.size if self.recorded is not None else 0)
+        """Steps held: collected, and recorded ones where datasets were added."""
+        return self.collected + sum(ring.size for ring, _ in self.recorded)
 
     @property
     def collected(self) -> int:
@@ -302,21 +305,25 @@ class ReplayStore:
     def sample(self, batch: int, length: int, rng: np.random.Generator, recent: int = 0) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` contiguous steps, uniform over valid start positions
         (``recent`` > 0: over those within each stream's newest ``recent`` steps; recorded
-        episodes then only where nothing was collected)."""
+        episodes then only where nothing was collected). Recorded data with a share takes that
+        fraction of the batch; everything else shares the rest in proportion to its steps."""
         rings = list(self.rings)
         spans = np.array([max(0, r.size - length + 1) for r in rings], dtype=np.int64)  # valid starts
         first = np.zeros(len(rings), dtype=np.int64)
         if recent > 0:  # the newest window of each stream, at least one sequence long
             first = np.array([max(0, r.size - max(recent, length)) for r in rings], dtype=np.int64)
             spans = np.maximum(spans - first, 0)
-        if self.recorded is not None and (recent <= 0 or spans.sum() == 0):
-            rings.append(self.recorded)
-            spans = np.append(spans, max(0, self.recorded.size - length + 1))
-            first = np.append(first, 0)
+        shares = np.zeros(len(rings))
+        if self.recorded and (recent <= 0 or spans.sum() == 0):
+            for ring, share in self.recorded:
+                rings.append(ring)
+                spans = np.append(spans, max(0, ring.size - length + 1))
+                first, shares = np.append(first, 0), np.append(shares, share)
         weights = spans.astype(np.float64)
-        if self.recorded_share > 0 and rings[-1] is self.recorded and weights[:-1].sum() > 0 and weights[-1] > 0:
-            weights[:-1] *= (1.0 - self.recorded_share) / weights[:-1].sum()
-            weights[-1] = self.recorded_share
+        fixed = (shares > 0) & (spans > 0)
+        if fixed.any() and weights[~fixed].sum() > 0:  # fixed shares; the rest in proportion to steps
+            weights[~fixed] *= (1.0 - shares[fixed].sum()) / weights[~fixed].sum()
+            weights[fixed] = shares[fixed]
         if weights.sum() == 0:
             raise ValueError(f"replay holds no sequence of {length} steps yet ({len(self)} steps stored)")
         streams = rng.choice(len(rings), size=batch, p=weights / weights.sum())

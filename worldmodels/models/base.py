@@ -172,6 +172,12 @@ class WorldModelBase(nn.Module, ABC):
         prediction of it (``(T-1,)``), or ``None`` if the family cannot say."""
         return None
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """The modules behind each part ``wm finetune --freeze`` can name: ``encoder`` (observations
+        in), ``dynamics`` (the state's motion), ``heads`` (observations, reward and continuation
+        out); a family lists the parts it has. Default: none."""
+        return {}
+
     def disagreement(self, feat: Tensor) -> Tensor | None:
         """How much the model's own members disagree about the states of features ``(..., F)``
         (``(...)``, 0 where they agree): epistemic uncertainty, large where the data never went.

@@ -143,6 +143,10 @@ class GaussianEnsemble(WorldModelBase):
         self.targets = Normalizer(out)
 
     # ------------------------------------------------------------- forward
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """One network predicts the next state, the reward and the end: all of it is dynamics."""
+        return {"dynamics": [self]}
+
     def forward(self, obs: Tensor, action: Tensor) -> Prediction:
         """``obs (K, B, D)``, ``action (K, B, A)`` -> per-member Gaussians in normalised units."""
         x = self.inputs.normalize(torch.cat([obs, action], -1))

@@ -42,6 +42,9 @@ class VisionMemory(WorldModelBase):
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.vae, self.mdnrnn, self.temperature = vae, mdnrnn, temperature
 
+    def parts(self) -> dict[str, list[torch.nn.Module]]:
+        return {"encoder": [self.vae], "dynamics": [self.mdnrnn]}
+
     def describe(self) -> str:
         return f"VAE z={self.vae.z}, MDN-RNN {self.mdnrnn.units} units x {self.mdnrnn.mixtures} Gaussians"
 

@@ -123,6 +123,16 @@ class WorldModel(WorldModelBase):
     def features(self, states: LatentState) -> Tensor:
         return states.feat()
 
+    def parts(self) -> dict[str, list[torch.nn.Module]]:
+        def present(*names: str) -> list[torch.nn.Module]:
+            return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
+
+        return {
+            "encoder": present("image_enc", "vector_enc"),
+            "dynamics": [self.rssm, self.prior_ensemble],
+            "heads": present("image_dec", "vector_dec", "reward_head", "cont_head"),
+        }
+
     # ----------------------------------------------------------------- verbs
     def initial(self, batch: int) -> LatentState:
         return self.rssm.initial(batch)

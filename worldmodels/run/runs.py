@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ..agents.base import Agent
-from ..config import Config, parse_stored, resolve_device, validate
+from ..agents.base import Agent, freeze_parts
+from ..config import Config, parse_parts, parse_stored, resolve_device, validate
 from ..config import env_kwargs as parse_env_kwargs
 from ..envs.adapter import ModelEnv
 from ..envs.make import make_env
@@ -125,6 +125,8 @@ def probe_specs(cfg: Config) -> tuple[ObsSpec, ActionSpec]:
 def build_agent(cfg: Config, obs_spec: ObsSpec, action_spec: ActionSpec, device: torch.device | None = None) -> Agent:
     """The registered agent ``cfg.agent`` names, on ``device`` (default: ``cfg.device`` resolved)."""
     agent = load_target(agent_spec(cfg.agent).build)(obs_spec, action_spec, cfg)
+    if cfg.freeze:  # wm finetune --freeze: these parts keep the weights the run started from
+        freeze_parts(agent.world_model, parse_parts(cfg.freeze))
     return agent.to(resolve_device(cfg.device) if device is None else device)
 
 

@@ -111,8 +111,12 @@ class Trainer:
             self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
             record_replay_spaces(self.run_dir, cfg)  # the replay folder alone is then a dataset
             self.dataset = self._add_dataset() if cfg.dataset else None
+            if cfg.mix:
+                self._add_source_replay()
             if resume:
                 self._restore(ckpt)
+            if ckpt is None and cfg.finetune_from:
+                self._start_from_source()
         except BaseException:
             self.close()
             raise
@@ -132,6 +136,23 @@ class Trainer:
         skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""
         self.echo(f"dataset {cfg.dataset}: {len(episodes)} episodes, {held:,} steps{skipped}")
         return {"episodes": len(episodes), "steps": held}
+
+    def _start_from_source(self) -> None:
+        """wm finetune: the agent starts from the source run's weights (its optimisers start afresh,
+        at this run's learning rates). The source run is only read."""
+        path = Path(self.cfg.finetune_from) / checkpoint.NAME
+        ckpt = checkpoint.load(path, map_location=self.agent.device)
+        checkpoint.load_agent_state(self.agent, ckpt, path)
+        steps = int(ckpt["counters"].get("env_steps", 0))
+        self.echo(f"starting from the weights of {self.cfg.finetune_from} ({steps:,} env steps)")
+
+    def _add_source_replay(self) -> None:
+        """wm finetune --mix: the source run's replay joins the batches at that share."""
+        cfg = self.cfg
+        source = open_dataset(cfg.finetune_from, image_size=cfg.model.image_size)
+        domain = len(Domain.parse(cfg.randomize).names)
+        held = self.store.add_recorded([conform_episode(ep, self.obs_spec, domain) for ep in source.episodes], cfg.mix)
+        self.echo(f"replaying {held:,} steps of {cfg.finetune_from} as {cfg.mix:.0%} of each batch")
 
     def _check_adversary(self) -> None:
         if self.adversarial and not self.agent.predicts_return:
@@ -259,14 +280,14 @@ class Trainer:
         save_due, last_save = False, time.monotonic()
         try:
             with ProgressBar(cfg.steps, c["env_steps"], self.progress_enabled) as bar:
-                while c["env_steps"] < cfg.steps:
+                while c["env_steps"] < cfg.steps and not self._episodes_done():
                     before = c["agent_steps"]
                     self._collect(collector, explore if c["agent_steps"] < cfg.prefill else policy)
                     self._train_due()
                     env_fps, train_fps = rate(c["env_steps"], c["train_steps"])
                     bar.update(c["env_steps"], env_fps, train_fps, self.last_return)
-                    final = c["env_steps"] >= cfg.steps
-                    if evals.due(c["env_steps"]) or (final and cfg.eval_every > cfg.steps):
+                    final = c["env_steps"] >= cfg.steps or self._episodes_done()
+                    if evals.due(c["env_steps"]) or (final and cfg.eval_every > c["env_steps"]):
                         self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
                         self.logger.add(self.domain_probe())
                     if logs.due(c["env_steps"]) or final:
@@ -302,6 +323,10 @@ class Trainer:
         self.save()
         self.close()
         return dict(c)
+
+    def _episodes_done(self) -> bool:
+        """``--episodes N``: this run has collected its N episodes."""
+        return 0 < self.cfg.episodes <= self.counters["episodes"]
 
     def _train_offline(self) -> dict:
         """``--offline``: train on the dataset alone until ``cfg.steps`` train steps, never stepping
@@ -388,7 +413,12 @@ class Trainer:
                 "(rare if their episodes differ in length; the run always saves at its end and on Ctrl-C)"
             )
         per_step = step_bytes(self.obs_spec, self.action_spec)
-        self.echo(f"replay: {len(self.store):,} steps loaded, {per_step:,} bytes/step, capacity {cfg.capacity:,} steps")
+        recorded = len(self.store) - self.store.collected
+        extra = f" (and {recorded:,} recorded ones)" if recorded else ""
+        self.echo(
+            f"replay: {self.store.collected:,} steps loaded{extra}, {per_step:,} bytes/step, "
+            f"capacity {cfg.capacity:,} steps"
+        )
         most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
         ram = physical_memory()
         if most > ram / 2:
