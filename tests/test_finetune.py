@@ -87,3 +87,15 @@ def test_finetune_from_the_command_line_then_resume(source, tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--quiet", "--no-finish"]) == 0  # done already: nothing to do
     assert main([*args]) == 2 and "already holds a run" in capsys.readouterr().err
     assert main(["finetune", str(source), "--episodes", "1"]) == 2 and "needs --logdir" in capsys.readouterr().err
+
+
+def test_prediction_error_on_recorded_episodes(source):
+    from worldmodels.report.dream import prediction_error
+    from worldmodels.run.record import Recording, record_dataset
+    from worldmodels.run.runs import load_run
+
+    episodes = record_dataset(Recording(env="wmtest/Rule-v0", episodes=3, seed=5)).episodes
+    with torch.no_grad():
+        error = prediction_error(load_run(source).world_model, episodes, context=2, horizons=[1, 5, 30])
+    assert error["observation"] == "vector" and error["episodes"] == {1: 3, 5: 3, 30: 0}
+    assert 0 <= error["mse"][1] < 10 and error["mse"][30] is None  # 11-step episodes end before 30

@@ -32,6 +32,30 @@ def open_loop(
     return run.world_model.open_loop(ep.steps, context, horizon, temperature=temperature)
 
 
+def prediction_error(world_model, episodes: list[dict[str, np.ndarray]], context: int, horizons: list[int]) -> dict:
+    """Open-loop error of ``world_model`` on recorded ``episodes`` (aligned steps, e.g. a
+    dataset's): observe ``context`` steps of each, imagine on under its actions, and average the
+    squared error of the predicted observation (images in [0, 1]) ``h`` steps after the context,
+    for each ``h`` in ``horizons``. Returns ``{h: mse}`` and how many episodes reached each ``h``."""
+    key = IMAGE if world_model.obs_spec.image is not None else VECTOR
+    errors: dict[int, list[float]] = {h: [] for h in horizons}
+    for steps in episodes:
+        if len(steps["reward"]) <= context:
+            continue
+        pred = world_model.open_loop(steps, context, max(horizons))
+        real = steps[key].astype(np.float32) / (255.0 if key == IMAGE else 1.0)
+        for h in horizons:
+            t = context + h - 1
+            if t < len(pred[key]):
+                errors[h].append(float(np.mean((pred[key][t] - real[t]) ** 2)))
+    return {
+        "mse": {h: float(np.mean(e)) if e else None for h, e in errors.items()},
+        "episodes": {h: len(e) for h, e in errors.items()},
+        "observation": key,
+        "context": context,
+    }
+
+
 def dream(
     run: LoadedRun,
     *,
