@@ -99,3 +99,11 @@ def test_prediction_error_on_recorded_episodes(source):
         error = prediction_error(load_run(source).world_model, episodes, context=2, horizons=[1, 5, 30])
     assert error["observation"] == "vector" and error["episodes"] == {1: 3, 5: 3, 30: 0}
     assert 0 <= error["mse"][1] < 10 and error["mse"][30] is None  # 11-step episodes end before 30
+
+
+def test_freezing_the_whole_model_is_refused():
+    from worldmodels.agents.base import freeze_parts
+    from worldmodels.models.ensemble import GaussianEnsemble
+
+    with pytest.raises(RunConfigError, match="leaves nothing"):
+        freeze_parts(GaussianEnsemble(3, 1, members=2, units=8, layers=1), ["dynamics"])

@@ -128,3 +128,35 @@ def test_the_penalty_needs_a_family_that_measures_its_doubt(tmp_path):
         validate(resolve({"offline": True}))
     with pytest.raises(ValueError, match="pets plans"):
         validate(resolve({"agent": "pets", "penalty": 1.0}))
+
+
+def test_recorded_domains_are_matched_by_name():
+    from worldmodels.data.episodes import conform_episode
+    from worldmodels.specs import ObsSpec
+
+    steps = {
+        "vector": np.zeros((3, 2), np.float32),
+        "domain": np.array([[1.0, 2.0]] * 3, np.float32),
+        "action": np.zeros((3, 1), np.float32),
+        "reward": np.zeros(3, np.float32),
+        "is_first": np.array([1, 0, 0], bool),
+        "is_terminal": np.zeros(3, bool),
+        "is_last": np.array([0, 0, 1], bool),
+    }
+    spec = ObsSpec(vector=2)
+    np.testing.assert_array_equal(conform_episode(steps, spec, ("b", "a"), ("a", "b"))["domain"][0], [2.0, 1.0])
+    assert np.isnan(conform_episode(steps, spec, ("c",), ("a", "b"))["domain"]).all()  # not recorded: unknown
+    assert "domain" not in conform_episode(steps, spec, (), ("a", "b"))
+
+
+def test_an_invariant_encoder_needs_the_domains_of_the_dataset(tmp_path, cue_data):
+    from worldmodels.errors import RunConfigError
+
+    path, _ = cue_data
+    cfg = tiny_config(tmp_path, env="wmtest/Rule-v0", dataset=str(path), randomize="rule==-1:1", invariant_encoder=True)
+    with pytest.raises(Exception, match="does not match|did not record"):  # the cue data has 2-d observations
+        Trainer(cfg, progress=False)
+    rule = save_dataset(record_dataset(Recording(env="wmtest/Rule-v0", episodes=3)), tmp_path / "rule.h5")
+    cfg.dataset, cfg.logdir = str(rule), str(tmp_path / "run2")
+    with pytest.raises(RunConfigError, match="did not record rule"):
+        Trainer(cfg, progress=False)

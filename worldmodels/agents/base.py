@@ -98,8 +98,9 @@ def build_world_model(cfg, obs_spec: ObsSpec, action_spec: ActionSpec) -> nn.Mod
 
 def freeze_parts(world_model: nn.Module, names: list[str]) -> int:
     """Stop training the named parts of ``world_model`` (``WorldModelBase.parts``): their
-    parameters take no gradient, so no optimiser moves them. Returns how many parameters froze;
-    a part the family does not have is a :class:`RunConfigError` naming those it has."""
+    parameters take no gradient, so no optimiser moves them (running normalisation statistics,
+    which are not learned weights, still follow the data). Returns how many parameters froze; a
+    part the family does not have, or freezing all of it, is a :class:`RunConfigError`."""
     parts = world_model.parts()
     missing = [n for n in names if n not in parts]
     if missing:
@@ -108,12 +109,16 @@ def freeze_parts(world_model: nn.Module, names: list[str]) -> int:
             f"--freeze {','.join(missing)}: the {type(world_model).__name__} world model has no such part "
             f"(its parts: {has})"
         )
+    chosen = {id(p): p for name in names for module in parts[name] for p in module.parameters()}
+    if all(id(p) in chosen for p in world_model.parameters()):
+        raise RunConfigError(
+            f"--freeze {','.join(names)} leaves nothing of the {type(world_model).__name__} world model to train "
+            f"(its parts: {', '.join(parts)}); freeze fewer of them"
+        )
     frozen = 0
-    for name in names:
-        for module in parts[name]:
-            for param in module.parameters():
-                frozen += param.numel() if param.requires_grad else 0
-                param.requires_grad_(False)
+    for param in chosen.values():
+        frozen += param.numel() if param.requires_grad else 0
+        param.requires_grad_(False)
     return frozen
 
 

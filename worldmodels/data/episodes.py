@@ -96,18 +96,22 @@ def from_transitions(
     }
 
 
-def conform_episode(steps: dict[str, np.ndarray], obs_spec: ObsSpec, domain: int) -> dict[str, np.ndarray]:
+def conform_episode(
+    steps: dict[str, np.ndarray], obs_spec: ObsSpec, domain_names: tuple[str, ...], recorded: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """An episode with exactly the keys an env's own steps have: the model's observations, the
-    step keys, and ``domain`` values where the env records ``domain`` of them (NaN where the
-    dataset did not record its domain; a dataset's domain the env does not record is dropped),
-    so recorded and collected steps sample into one batch."""
+    step keys, and ``domain`` where the env records the values of ``domain_names``: taken from
+    the episode's own (named ``recorded``) where it has every one of them, else NaN (unknown:
+    the domain probe and adversary skip such steps). Recorded and collected steps then sample
+    into one batch."""
     keys = {*obs_spec.keys(), "action", "reward", "is_first", "is_terminal", "is_last"}
     out = {k: v for k, v in steps.items() if k in keys}
-    if domain:
+    if domain_names:
         values = steps.get(DOMAIN)
-        if values is None or values.shape[-1] != domain:
-            values = np.full((len(steps["reward"]), domain), np.nan, np.float32)
-        out[DOMAIN] = values
+        if values is not None and set(domain_names) <= set(recorded):
+            out[DOMAIN] = values[:, [recorded.index(n) for n in domain_names]].astype(np.float32)
+        else:
+            out[DOMAIN] = np.full((len(steps["reward"]), len(domain_names)), np.nan, np.float32)
     return out
 
 

@@ -321,8 +321,9 @@ class ReplayStore:
                 first, shares = np.append(first, 0), np.append(shares, share)
         weights = spans.astype(np.float64)
         fixed = (shares > 0) & (spans > 0)
-        if fixed.any() and weights[~fixed].sum() > 0:  # fixed shares; the rest in proportion to steps
-            weights[~fixed] *= (1.0 - shares[fixed].sum()) / weights[~fixed].sum()
+        if fixed.any():  # fixed shares; the rest (if any) in proportion to their steps
+            if weights[~fixed].sum() > 0:
+                weights[~fixed] *= (1.0 - shares[fixed].sum()) / weights[~fixed].sum()
             weights[fixed] = shares[fixed]
         if weights.sum() == 0:
             raise ValueError(f"replay holds no sequence of {length} steps yet ({len(self)} steps stored)")

@@ -77,10 +77,8 @@ def action_spec(space: spaces.Space) -> ActionSpec:
 
 def to_env_action(space: spaces.Space, action: np.ndarray):
     """Model action (one-hot, or values in [-1, 1]) -> the env's own action."""
-    if isinstance(space, spaces.Discrete):
-        return int(np.argmax(action)) + int(space.start)
-    action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-    return (space.low + (action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+    env_action = to_env_actions(space, np.asarray(action)[None])[0]
+    return int(env_action) if isinstance(space, spaces.Discrete) else env_action
 
 
 def from_env_actions(space: spaces.Space, actions) -> np.ndarray:

@@ -40,6 +40,9 @@ class _Reverse(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
+UNKNOWN = -100  # the label of a step whose domain is not known (cross_entropy's ignore_index)
+
+
 def reverse_gradient(x: Tensor, scale: float = 1.0) -> Tensor:
     """The identity going forward; going back, the gradient times ``-scale``."""
     return _Reverse.apply(x, scale)
@@ -52,7 +55,8 @@ def varied(params: Sequence[ParamSpec]) -> list[int]:
 
 def domain_labels(values: Tensor, params: Sequence[ParamSpec]) -> Tensor:
     """The bin of each varied parameter's value: ``(..., P)`` recorded values -> ``(..., V)`` long
-    labels in ``[0, BINS)``, bins equally likely under the parameter's draw."""
+    labels in ``[0, BINS)``, bins equally likely under the parameter's draw; ``UNKNOWN`` where the
+    value is NaN (a dataset's step whose domain was not recorded)."""
     labels = []
     for i in varied(params):
         p, v = params[i], values[..., i].double()
@@ -60,7 +64,8 @@ def domain_labels(values: Tensor, params: Sequence[ParamSpec]) -> Tensor:
             where = (torch.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
         else:
             where = (v - p.low) / (p.high - p.low)
-        labels.append((where * BINS).floor().clamp(0, BINS - 1).long())
+        label = (where * BINS).floor().clamp(0, BINS - 1).long()
+        labels.append(torch.where(torch.isnan(v), torch.full_like(label, UNKNOWN), label))
     return torch.stack(labels, -1)
 
 
@@ -80,8 +85,11 @@ class DomainAdversary(nn.Module):
         """Cross-entropy of the bins from reversed embeddings ``(B, T, E)``, and the accuracy."""
         logits = self.head(reverse_gradient(embed.float(), self.weight)).reshape(*embed.shape[:-1], self.count, BINS)
         labels = domain_labels(values, self.params)
-        ce = nn.functional.cross_entropy(logits.reshape(-1, BINS), labels.reshape(-1))
-        accuracy = (logits.argmax(-1) == labels).float().mean()
+        known = labels != UNKNOWN
+        if not known.any():  # nothing here says its domain: no loss to learn from
+            return logits.sum() * 0.0, torch.zeros((), device=embed.device)
+        ce = nn.functional.cross_entropy(logits.reshape(-1, BINS), labels.reshape(-1), ignore_index=UNKNOWN)
+        accuracy = (logits.argmax(-1) == labels)[known].float().mean()
         return ce, accuracy.detach()
 
 
@@ -92,6 +100,8 @@ def probe_accuracy(
     trained on the steps of one half of the episodes, scored on the other half. Episodes are told
     apart by their recorded values ``(N, P)`` (continuous draws: one vector per episode), so no
     episode is on both sides. None when either side is empty."""
+    known = ~torch.isnan(values).any(-1)  # steps whose domain was recorded
+    features, values = features[known], values[known]
     key = np.asarray(values.detach().cpu().double())
     hashed = np.array([zlib.crc32(row.tobytes()) for row in key])
     side = (hashed % 2) == 0

@@ -8,6 +8,7 @@ and latent planning: the latent is carried as class indices (:class:`SparseFeat`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -277,12 +278,14 @@ class WorldModel(WorldModelBase):
     def disagreement(self, feat: Tensor | SparseFeat) -> Tensor | None:
         """The prior heads' disagreement about ``z`` given ``h``: the standard deviation across
         heads of each class probability, summed over classes and averaged over the latent's
-        groups (0 where they agree; at most 1)."""
+        groups, divided by sqrt(K - 1) for K heads: 0 where they agree, 1 where each is sure of a
+        different class."""
         if not len(self.prior_ensemble):
             return None
         deter = feat.dense if isinstance(feat, SparseFeat) else feat[..., : self.rssm.deter_dim]
         probs = torch.stack([self._head_logits(head, deter).exp() for head in self.prior_ensemble])
-        return probs.float().std(0, unbiased=False).sum(-1).mean(-1)
+        spread = probs.float().std(0, unbiased=False).sum(-1).mean(-1)
+        return spread / math.sqrt(len(self.prior_ensemble) - 1)
 
     def _vector_in(self, vector: Tensor) -> Tensor:
         """What the encoder reads and the decoder predicts: symlog, standardised with vector_norm."""

@@ -235,10 +235,25 @@ def check_format(ckpt: dict[str, Any], path: Path) -> None:
     )
 
 
-def load_agent_state(agent: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
-    """``agent.load_state_dict`` that says which weights do not fit, instead of a traceback: a
-    checkpoint written by another version of the library, or with other model sizes."""
+def load_agent_state(
+    agent: torch.nn.Module,
+    ckpt: dict[str, Any],
+    path: Path,
+    optional: tuple[str, ...] = (),
+    advice: str = "It was written by another version of worldmodels, or its config.json was edited: use the "
+    "version that trained it, or train the run again.",
+) -> None:
+    """``agent.load_state_dict`` that says which weights do not fit, and ``advice``, instead of a
+    traceback. Weights whose names start with one of ``optional`` need not be in the checkpoint,
+    nor fit: where they do not, the agent keeps its own (fine-tuning adds or drops the prior heads
+    of the offline penalty)."""
     own, saved = agent.state_dict(), ckpt["agent"]
+    if optional:
+        kept = {k: v for k, v in saved.items() if not k.startswith(optional)}
+        for k, v in own.items():
+            if k.startswith(optional):
+                kept[k] = saved[k] if k in saved and saved[k].shape == v.shape else v
+        saved = kept
 
     def names(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
@@ -251,8 +266,6 @@ def load_agent_state(agent: torch.nn.Module, ckpt: dict[str, Any], path: Path) -
     found = "; ".join(f"{what}: {names(keys)}" for what, keys in problems.items() if keys)
     if found:
         raise CheckpointError(
-            f"the weights in {path} do not fit the agent its config.json describes ({found}). It was "
-            "written by another version of worldmodels, or its config.json was edited: use the version "
-            "that trained it, or train the run again."
+            f"the weights in {path} do not fit the agent its config.json describes ({found}). {advice}"
         )
     agent.load_state_dict(saved)

@@ -14,6 +14,7 @@ from ..config import Config
 from ..data.datasets import load_dataset, require_episodes, resized
 from ..data.episodes import Dataset
 from ..data.replay_episodes import SPACES, read_replay, read_spaces, write_spaces
+from ..specs import ActionSpec, ObsSpec
 from .runs import CONFIG, make_single_env, read_config
 
 REPLAY = "replay"
@@ -22,9 +23,14 @@ REPLAY = "replay"
 def replay_spaces(cfg: Config) -> dict:
     """What a run's replay steps are: the model's observation space, the env's own action space,
     the env id and how the env was set up (obs mode, image size, domains)."""
+    return probe_run(cfg)[2]
+
+
+def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
+    """One env of the run, made and closed: the model's specs and :func:`replay_spaces`."""
     env = make_single_env(cfg)
     try:
-        return {
+        spaces = {
             "observation_space": env.observation_space,
             "action_space": env.env.action_space,
             "env_id": cfg.env,
@@ -39,15 +45,17 @@ def replay_spaces(cfg: Config) -> dict:
                 "policy": f"{cfg.agent} (training run)",
             },
         }
+        return env.obs_spec, env.action_spec, spaces
     finally:
         env.close()
 
 
-def record_replay_spaces(run_dir: Path, cfg: Config) -> None:
-    """Write ``RUN/replay/spaces.json`` unless it is there (a resumed run keeps its own)."""
+def record_replay_spaces(run_dir: Path, spaces: dict) -> None:
+    """Write ``RUN/replay/spaces.json`` (``spaces`` as :func:`replay_spaces` gives them) unless it
+    is there (a resumed run keeps its own)."""
     replay = Path(run_dir) / REPLAY
     if not (replay / SPACES).is_file():
-        write_spaces(replay, **replay_spaces(cfg))
+        write_spaces(replay, **spaces)
 
 
 def is_run_folder(path: str | os.PathLike) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from ..config import Config, parse_stored
 from ..envs.domains import Domain
 from ..errors import RunConfigError
+from ..registry import agent_spec
 from . import checkpoint
 from .runs import CONFIG, read_config
 
@@ -66,6 +67,8 @@ def finetune_config(
         drawn = Domain.parse(given.get("randomize", ""))
         given["randomize"] = drawn.merged(fixed).text
     given.setdefault("prefill", 0)
+    if given.get("offline") and not cfg.offline:  # the agent's offline settings (dreamer: the penalty)
+        given = {**agent_spec(given.get("agent", cfg.agent)).offline_defaults, **given}
     for key in LEARNING_RATES:
         block, name = key.split(".")
         data[block][name] = data[block][name] * lr_scale

@@ -22,10 +22,10 @@ from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
-from .datasets import open_dataset, record_replay_spaces
+from .datasets import open_dataset, probe_run, record_replay_spaces
 from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
-from .runs import build_agent, env_kwargs, make_single_env, probe_specs, write_config
+from .runs import build_agent, env_kwargs, make_single_env, read_config, write_config
 
 
 def seed_everything(seed: int, deterministic: bool, salt: int = 0) -> np.random.Generator:
@@ -95,7 +95,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
         # Bad env ids and settings the agent cannot take fail before a run folder is made.
-        self.obs_spec, self.action_spec = probe_specs(cfg)
+        self.obs_spec, self.action_spec, spaces = probe_run(cfg)
         self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
         self.adversarial = Disturbance.parse(cfg.disturb).adversarial > 0
@@ -109,8 +109,9 @@ class Trainer:
             if resume and cfg.deterministic:
                 self._set_aside_replay(ckpt)
             self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
-            record_replay_spaces(self.run_dir, cfg)  # the replay folder alone is then a dataset
-            self.dataset = self._add_dataset() if cfg.dataset else None
+            record_replay_spaces(self.run_dir, spaces)  # the replay folder alone is then a dataset
+            if cfg.dataset:
+                self._add_dataset()
             if cfg.mix:
                 self._add_source_replay()
             if resume:
@@ -123,36 +124,55 @@ class Trainer:
         self.last_return: float | None = None
         self.collector: Collector | None = None
 
-    def _add_dataset(self) -> dict:
+    def _add_dataset(self) -> None:
         """Load ``--dataset`` into the replay beside what the run collects (never written to the
-        run's replay, never counted as collected). Its episodes must fit the env's model: the same
-        observation keys and shapes and the same actions."""
+        run's replay, never counted as collected)."""
         cfg = self.cfg
-        dataset = open_dataset(cfg.dataset, image_size=cfg.model.image_size)
+        held, about = self._add_recorded(open_dataset(cfg.dataset, image_size=cfg.model.image_size), cfg.dataset_share)
+        self.echo(f"dataset {cfg.dataset}: {held:,} steps{about}")
+
+    def _add_source_replay(self) -> None:
+        """wm finetune --mix: the source run's replay joins the batches at that share."""
+        cfg = self.cfg
+        source = open_dataset(cfg.finetune_from, image_size=cfg.model.image_size, allow_empty=True)
+        if not source.episodes:
+            learned = read_config(Path(cfg.finetune_from)).dataset
+            how = f" (it learned offline from {learned}: mix that in with --dataset {learned} --dataset-share S)"
+            raise RunConfigError(
+                f"--mix replays the source run's own episodes, and {cfg.finetune_from} collected none"
+                + (how if learned else "")
+            )
+        held, _ = self._add_recorded(source, cfg.mix)
+        self.echo(f"replaying {held:,} steps of {cfg.finetune_from} as {cfg.mix:.0%} of each batch")
+
+    def _add_recorded(self, dataset, share: float) -> tuple[int, str]:
+        """``dataset``'s episodes as a recorded stream of the replay at ``share``. They must fit
+        the env's model (the same observation keys and shapes and the same actions); their
+        domain values are kept where they name the env's randomised parameters."""
+        cfg = self.cfg
         dataset.check_matches(self.obs_spec, self.action_spec, against=f"--env {cfg.env} (--obs {cfg.obs})")
-        domain = len(Domain.parse(cfg.randomize).names)  # the env's episodes record this many domain values
-        episodes = [conform_episode(ep, self.obs_spec, domain) for ep in dataset.episodes]
-        held = self.store.add_recorded(episodes, share=cfg.dataset_share)
+        names = Domain.parse(cfg.randomize).names
+        if cfg.invariant_encoder and not set(names) <= set(dataset.domain_names):
+            missing = ", ".join(sorted(set(names) - set(dataset.domain_names)))
+            raise RunConfigError(
+                f"--invariant-encoder learns from the domain each step came from, and {dataset.source} did not record "
+                f"{missing}: record it under the same --randomize, or train without --invariant-encoder"
+            )
+        episodes = [conform_episode(ep, self.obs_spec, names, dataset.domain_names) for ep in dataset.episodes]
+        held = self.store.add_recorded(episodes, share=share)
         skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""
-        self.echo(f"dataset {cfg.dataset}: {len(episodes)} episodes, {held:,} steps{skipped}")
-        return {"episodes": len(episodes), "steps": held}
+        return held, f" in {len(episodes)} episodes{skipped}"
 
     def _start_from_source(self) -> None:
         """wm finetune: the agent starts from the source run's weights (its optimisers start afresh,
         at this run's learning rates). The source run is only read."""
         path = Path(self.cfg.finetune_from) / checkpoint.NAME
         ckpt = checkpoint.load(path, map_location=self.agent.device)
-        checkpoint.load_agent_state(self.agent, ckpt, path)
+        # The prior heads exist only with --penalty: a source trained without them starts them fresh.
+        advice = "wm finetune keeps the source's model: drop the flags that change its sizes or family."
+        checkpoint.load_agent_state(self.agent, ckpt, path, optional=("world_model.prior_ensemble.",), advice=advice)
         steps = int(ckpt["counters"].get("env_steps", 0))
         self.echo(f"starting from the weights of {self.cfg.finetune_from} ({steps:,} env steps)")
-
-    def _add_source_replay(self) -> None:
-        """wm finetune --mix: the source run's replay joins the batches at that share."""
-        cfg = self.cfg
-        source = open_dataset(cfg.finetune_from, image_size=cfg.model.image_size)
-        domain = len(Domain.parse(cfg.randomize).names)
-        held = self.store.add_recorded([conform_episode(ep, self.obs_spec, domain) for ep in source.episodes], cfg.mix)
-        self.echo(f"replaying {held:,} steps of {cfg.finetune_from} as {cfg.mix:.0%} of each batch")
 
     def _check_adversary(self) -> None:
         if self.adversarial and not self.agent.predicts_return:
@@ -165,11 +185,15 @@ class Trainer:
         """Let another process train this run folder (``train`` does this when it ends)."""
         self.lock.release()
 
+    def _replay_bound(self, per_step: int) -> int:
+        """Bytes the collected replay can grow to (an offline run collects nothing)."""
+        cfg = self.cfg
+        return 0 if cfg.offline else min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
+
     def _check_memory(self) -> None:
         """Refuse a replay that cannot fit in this machine's memory, before it is allocated."""
-        cfg = self.cfg
         per_step = step_bytes(self.obs_spec, self.action_spec)
-        most = 0 if cfg.offline else min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
+        most = self._replay_bound(per_step)
         ram = physical_memory()
         if most > ram:
             raise RunConfigError(
@@ -419,7 +443,7 @@ class Trainer:
             f"replay: {self.store.collected:,} steps loaded{extra}, {per_step:,} bytes/step, "
             f"capacity {cfg.capacity:,} steps"
         )
-        most = min(cfg.capacity, cfg.steps // cfg.action_repeat + cfg.envs) * per_step
+        most = self._replay_bound(per_step)
         ram = physical_memory()
         if most > ram / 2:
             fits = int(ram / 2 / per_step)

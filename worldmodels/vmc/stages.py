@@ -32,10 +32,10 @@ from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..run import checkpoint
 from ..run.collect import Collector, held_random_policy
-from ..run.datasets import record_replay_spaces
+from ..run.datasets import probe_run, record_replay_spaces
 from ..run.lock import RunLock
 from ..run.logger import MetricsLogger
-from ..run.runs import build_agent, env_kwargs, probe_specs, write_config
+from ..run.runs import build_agent, env_kwargs, write_config
 from ..run.train import seed_everything
 from ..specs import IMAGE
 from .cmaes import CMAES
@@ -55,7 +55,7 @@ class VMCTrainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
-        self.obs_spec, self.action_spec = probe_specs(cfg)
+        self.obs_spec, self.action_spec, spaces = probe_run(cfg)
         self.agent: VMC = build_agent(cfg, self.obs_spec, self.action_spec)
         self.device = self.agent.device
         self.lock = RunLock(self.run_dir).acquire()  # one writer per run folder
@@ -73,7 +73,7 @@ class VMCTrainer:
         if resume:
             self._restore()
         self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
-        record_replay_spaces(self.run_dir, cfg)  # the replay folder alone is then a dataset
+        record_replay_spaces(self.run_dir, spaces)  # the replay folder alone is then a dataset
         self.logger = MetricsLogger(self.run_dir)
 
     # ------------------------------------------------------------ checkpoints
