@@ -10,6 +10,7 @@ import torch
 
 from tests.conftest import tiny_config
 from tests.test_learning import learning_config
+from worldmodels.cli import main
 from worldmodels.data.datasets import save_dataset
 from worldmodels.data.replay import ReplayStore
 from worldmodels.models.base import prev_actions
@@ -46,6 +47,12 @@ def test_offline_training_never_steps_an_env(tmp_path, cue_data, monkeypatch):
     # a resumed offline run goes on counting train steps
     cfg.steps = 60
     assert Trainer(cfg, resume=True, progress=False).train()["train_steps"] == 60
+    # and it is a run like any other: evaluated, dreamed, its curve drawn against train steps
+    assert main(["eval", cfg.logdir, "--episodes", "2"]) == 0
+    assert main(["dream", cfg.logdir, "--episodes", "1", "--context", "2", "--horizon", "5"]) == 0
+    from worldmodels.report.finish import finish
+
+    assert any(p.endswith("curve.png") for p in finish(tmp_path / "run"))
 
 
 def test_a_dataset_seeds_an_online_run_without_counting_as_collected(tmp_path, cue_data):
