@@ -77,8 +77,10 @@ OPTIONS = [
     if action.option_strings and not isinstance(action, argparse._HelpAction)
     for opt in action.option_strings
 ]
-# Every field of the config and of its blocks is one of them.
-FIELD_FLAGS = {flag("", f.name) for f in dataclasses.fields(Config) if f.name not in BLOCKS and f.name != "family"}
+# Every field of the config and of its blocks is one of them (but --model for family, and
+# finetune_from, which only `wm finetune` sets).
+NOT_FLAGS = {"family", "finetune_from"}
+FIELD_FLAGS = {flag("", f.name) for f in dataclasses.fields(Config) if f.name not in BLOCKS and f.name not in NOT_FLAGS}
 FIELD_FLAGS |= {flag(block, f.name) for block, cls in BLOCKS.items() for f in dataclasses.fields(cls)}
 assert FIELD_FLAGS <= {o[0] for o in OPTIONS}, FIELD_FLAGS - {o[0] for o in OPTIONS}
 

@@ -375,7 +375,8 @@ class Config:
         size = f", size {self.size}" if family in SIZED_FAMILIES else ""
         obs = spec.obs_label or self.obs  # V/M/C always sees the env's own frames
         named = "" if family == spec.default_family else f" with {family}"
-        return f"{self.env} ({self.agent}{named}, {obs}{size})"
+        offline = ", offline" if self.offline else ""
+        return f"{self.env} ({self.agent}{named}, {obs}{size}{offline})"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
