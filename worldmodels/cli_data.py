@@ -139,8 +139,9 @@ def _info(args: argparse.Namespace) -> int:
         rows.append(("return", f"{ret['mean']:.1f} ± {ret['std']:.1f} (min {ret['min']:.1f}, max {ret['max']:.1f})"))
     rows.append(("observations", ", ".join(f"{k} {tuple(v)}" for k, v in summary["observations"].items())))
     rows.append(("actions", summary["action_space"]))
-    if "policy" in summary:
-        rows.append(("policy", f"{summary['policy']} (seed {summary.get('seed', '?')})"))
+    if summary.get("policy"):
+        seed = f" (seed {summary['seed']})" if summary.get("seed") is not None else ""
+        rows.append(("policy", f"{summary['policy']}{seed}"))
     if summary.get("domain_names"):
         rows.append(
             ("domain", ", ".join(summary["domain_names"]) + f" recorded per step ({summary.get('randomize', '')})")

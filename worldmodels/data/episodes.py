@@ -190,7 +190,7 @@ class Dataset:
             "terminated": int(sum(bool(ep["is_terminal"][-1]) for ep in self.episodes)),
             "skipped": list(self.skipped),
             **({"domain_names": list(self.domain_names)} if self.domain_names else {}),
-            **{k: v for k, v in self.meta.items() if k in ("policy", "seed", "obs_mode", "randomize", "disturb") and v},
+            **{k: v for k, v in self.meta.items() if k in ("policy", "seed", "obs_mode", "randomize", "disturb")},
         }
 
     def check_matches(self, obs_spec: ObsSpec, action: ActionSpec, against: str) -> None:

@@ -13,8 +13,9 @@ Layout (docs/DATASETS.md)::
         terminations        T bool
         truncations         T bool
 
-Every dataset is chunked and gzip-compressed (images with one chunk per 32 frames, so rendered
-frames, mostly flat colour, shrink several times over). A file is written to a temp name,
+Every array of 8 KiB or more is chunked and gzip-compressed (images with one chunk per 32 frames,
+so rendered frames, mostly flat colour, shrink several times over); smaller ones are stored as
+they are, where a chunk index would cost more than it saves. A file is written to a temp name,
 fsynced and renamed: a killed export leaves no half file under the real name.
 """
 
@@ -49,7 +50,7 @@ def _space(text: str):
 
 
 def _options(value: np.ndarray) -> dict:
-    if value.ndim == 0 or len(value) == 0:
+    if value.ndim == 0 or len(value) == 0 or value.nbytes < 8192:  # small: chunk and filter overheads outweigh it
         return {}
     rows = 32 if value.dtype == np.uint8 and value.ndim >= 3 else 4096
     return {"chunks": (min(len(value), rows), *value.shape[1:]), "compression": "gzip", "compression_opts": 4}
