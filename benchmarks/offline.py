@@ -78,7 +78,7 @@ def main() -> None:
         train += ["--steps", str(steps), "--eval-every", str(steps), "--eval-episodes", "2", "--seed", str(args.seed)]
         train += ["--logdir", str(run), "--threads", "1", "--quiet", "--no-finish", *shlex.split(flags), *extra]
         if (run / "config.json").exists():
-            wm("train", "--resume", str(run), "--quiet", "--no-finish")
+            wm("train", "--resume", str(run), "--steps", str(steps), "--quiet", "--no-finish")
         else:
             wm(*train)
         wm("eval", str(run), "--episodes", str(args.eval_episodes))

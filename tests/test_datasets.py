@@ -189,3 +189,41 @@ def test_recording_a_policy_and_the_cli(tmp_path, capsys):
     assert main(["data", "collect", "--env", "wmtest/Cue-v0", "--policy", "held:0", "--out", str(tmp_path / "x")]) == 2
     assert "held:K" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "nothing.h5")]) == 2
+
+
+def test_a_minari_dataset_written_elsewhere_reads_through_the_env_adapters_split(tmp_path, monkeypatch):
+    """Minari's own writer, the env's own spaces (a flat Box, as MuJoCo datasets have; a Dict with
+    an image): observations reach the model as the env adapter would give them."""
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    rng = np.random.default_rng(0)
+    box = spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    both = spaces.Dict({"camera": spaces.Box(0, 255, (12, 12, 3), np.uint8), "joints": box})
+    action = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    for name, space in (("flat", box), ("camera", both)):
+        episodes = []
+        for i in range(2):
+            n = 6 + i
+            obs = rng.normal(size=(n + 1, 3))
+            if name == "camera":
+                obs = {"camera": rng.integers(0, 256, (n + 1, 12, 12, 3), dtype=np.uint8), "joints": obs}
+            moves = dict(
+                actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+                rewards=rng.normal(size=n),
+                terminations=np.r_[np.zeros(n - 1), 1].astype(bool),
+                truncations=np.zeros(n, bool),
+            )
+            episodes.append(EpisodeBuffer(id=i, observations=obs, infos={}, **moves))
+        about = dict(algorithm_name="x", author="x", author_email="x", code_permalink="x", description="x")
+        with pytest.warns(UserWarning):  # Minari's advice to name an env spec
+            minari.create_dataset_from_buffers(
+                f"ext/{name}-v0", episodes, observation_space=space, action_space=action, **about
+            )
+    flat = load_dataset("minari:ext/flat-v0")  # an id in Minari's local root
+    assert flat.obs_spec == ObsSpec(vector=3) and [len(ep["reward"]) for ep in flat.episodes] == [7, 8]
+    assert flat.episodes[0]["vector"].dtype == np.float32
+    camera = load_dataset(tmp_path / "ext" / "camera-v0", image_size=8)
+    assert camera.obs_spec == ObsSpec(image=(8, 8, 3), vector=3)
+    assert camera.episodes[1]["image"].shape == (8, 8, 8, 3)
