@@ -67,18 +67,8 @@ def _collect(args: argparse.Namespace) -> int:
     from .envs.domains import Domain
     from .run.record import Recording, record_dataset
 
-    overrides = {
-        k: getattr(args, a)
-        for k, a in (
-            ("obs", "obs"),
-            ("image_size", "image_size"),
-            ("action_repeat", "action_repeat"),
-            ("max_episode_steps", "max_episode_steps"),
-            ("disturb", "disturb"),
-            ("env_kwargs", "env_kwargs"),
-        )
-        if getattr(args, a) is not None
-    }
+    given = ("obs", "image_size", "action_repeat", "max_episode_steps", "disturb", "env_kwargs")
+    overrides = {k: getattr(args, k) for k in given if getattr(args, k) is not None}
     if args.randomize is not None or args.set_ is not None:
         drawn = Domain.parse(args.randomize or "")
         overrides["randomize"] = drawn.merged(Domain.parse(args.set_ or "", flag="--set", mode="value")).text

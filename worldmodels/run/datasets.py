@@ -20,14 +20,10 @@ from .runs import CONFIG, make_single_env, read_config
 REPLAY = "replay"
 
 
-def replay_spaces(cfg: Config) -> dict:
-    """What a run's replay steps are: the model's observation space, the env's own action space,
-    the env id and how the env was set up (obs mode, image size, domains)."""
-    return probe_run(cfg)[2]
-
-
 def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
-    """One env of the run, made and closed: the model's specs and :func:`replay_spaces`."""
+    """One env of the run, made and closed: the model's specs, and what the run's replay steps are
+    (the model's observation space, the env's own action space, the env id and how the env was
+    set up: obs mode, image size, domains)."""
     env = make_single_env(cfg)
     try:
         spaces = {
@@ -51,7 +47,7 @@ def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
 
 
 def record_replay_spaces(run_dir: Path, spaces: dict) -> None:
-    """Write ``RUN/replay/spaces.json`` (``spaces`` as :func:`replay_spaces` gives them) unless it
+    """Write ``RUN/replay/spaces.json`` (``spaces`` as :func:`probe_run` gives them) unless it
     is there (a resumed run keeps its own)."""
     replay = Path(run_dir) / REPLAY
     if not (replay / SPACES).is_file():
@@ -68,7 +64,7 @@ def open_dataset(path: str | os.PathLike, *, image_size: int | None = None, allo
         return load_dataset(path, image_size=image_size, allow_empty=allow_empty)
     run_dir = Path(path)
     replay = run_dir / REPLAY
-    spaces = read_spaces(replay) if (replay / SPACES).is_file() else replay_spaces(read_config(run_dir))
+    spaces = read_spaces(replay) if (replay / SPACES).is_file() else probe_run(read_config(run_dir))[2]
     dataset = resized(read_replay(replay, spaces=spaces), image_size)
     dataset.source = str(run_dir)
     return dataset if allow_empty else require_episodes(dataset)
