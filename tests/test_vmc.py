@@ -310,3 +310,35 @@ def test_stage_order_and_bad_settings_get_clear_errors(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert main(["train", "--agent", "vmc", "--env", "CartPole-v1", "--logdir", str(tmp_path / "y")]) == 2
     assert "--obs pixels" in capsys.readouterr().err
+
+
+def test_vmc_learns_offline_from_a_dataset_without_stepping_an_env(tmp_path, monkeypatch, capsys):
+    """--dataset --offline: V and M learn from the recorded episodes alone (no collect stage, no
+    env made to train; the env is made only to evaluate the controller), and the run is then
+    evaluated and dreamed like any other."""
+    from worldmodels.vmc import stages
+
+    data = str(tmp_path / "dodge.h5")
+    assert main(["data", "collect", "--env", "wmtest/Dodge-v0", "--episodes", "6", "--out", data]) == 0
+
+    def no_env(*args, **kwargs):
+        raise AssertionError("an offline V/M/C run made an env to collect with")
+
+    monkeypatch.setattr(stages, "make_vector_env", no_env)
+    run = str(tmp_path / "run")
+    args = [*TINY, "--vmc.generations", "1", "--logdir", run, "--no-finish", "--dataset", data]
+    assert main([*args, "--offline", "--penalty", "1"]) == 2
+    assert "MDN-RNN is one model" in capsys.readouterr().err
+    assert main([*args, "--offline", "--controller-in", "real"]) == 2
+    assert "--controller-in dream" in capsys.readouterr().err
+    assert main([*args, "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "collect: none (--offline)" in out and "the dataset's episodes last" in out
+    ckpt = checkpoint.load(tmp_path / "run" / checkpoint.NAME)
+    counters = ckpt["counters"]
+    assert counters["env_steps"] == 0 and counters["episodes"] == 0
+    assert counters["vae_steps"] == 30 and counters["rnn_steps"] == 30 and counters["generation"] == 1
+    assert len(ckpt["dream_starts"]) == 6  # one start per recorded episode
+    assert not list((tmp_path / "run" / "replay").glob("chunk-*"))  # nothing collected, nothing written
+    assert main(["eval", run, "--episodes", "1"]) == 0
+    assert main(["dream", run, "--horizon", "5", "--episodes", "1"]) == 0

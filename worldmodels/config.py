@@ -758,7 +758,7 @@ def parse_parts(text: str) -> list[str]:
 
 
 def check_dataset(cfg: Config) -> None:
-    """``--offline`` learns from a dataset, so it needs one; V/M/C stages its own collection."""
+    """``--offline`` learns from a dataset, so it needs one; the dataset options need a dataset."""
     if cfg.offline and not cfg.dataset:
         raise ValueError(
             "--offline learns from recorded episodes alone: give them with --dataset PATH (an HDF5 episode file, a "
@@ -820,10 +820,15 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
-    if cfg.dataset:
+    if cfg.penalty:
         raise ValueError(
-            "--dataset: the V/M/C pipeline records its own random rollouts in its collect stage; learn from a "
-            "dataset with --agent dreamer, mpc or pets"
+            "--penalty lowers imagined rewards where the model's members disagree; V/M/C's MDN-RNN is one model "
+            "with no such measure. Learn offline with it unpenalised, or use --agent dreamer (prior heads)"
+        )
+    if cfg.offline and cfg.vmc.controller_in == "real":
+        raise ValueError(
+            "--offline never steps the env while training, and --controller-in real scores every candidate "
+            "controller in it: evolve the controller in the dream (--controller-in dream)"
         )
     from .envs.disturbances import Disturbance
 

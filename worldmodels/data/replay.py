@@ -338,8 +338,9 @@ class ReplayStore:
 
     def stream_steps(self, keys: tuple[str, ...] | None = None):
         """Each non-empty stream's stored steps in order, oldest first: ``{key: (n, ...)}`` per
-        stream (copies; ``keys`` picks which arrays, default all)."""
-        for ring in self.rings:
+        stream (copies; ``keys`` picks which arrays, default all); the collected streams first,
+        then the recorded ones (add_recorded)."""
+        for ring in [*self.rings, *(ring for ring, _ in self.recorded)]:
             if ring.size == 0:
                 continue
             idx = ring.indices(0, ring.size)

@@ -2,7 +2,8 @@
 
 ``open_dataset`` is ``data.load_dataset`` that also takes a run folder: its replay's episodes,
 with the spaces the run's ``replay/spaces.json`` names (written when the run starts), or, for a
-run older than that file, the spaces its config's env gives.
+run older than that file, the spaces its config's env gives. ``add_to_replay`` puts a dataset
+beside what a run collects, the one way every trainer (the replay loop, V/M/C's stages) does it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.datasets import load_dataset, require_episodes, resized
-from ..data.episodes import Dataset
+from ..data.episodes import Dataset, conform_episode
+from ..data.replay import ReplayStore
 from ..data.replay_episodes import SPACES, read_replay, read_spaces, write_spaces
 from ..specs import ActionSpec, ObsSpec
 from .runs import CONFIG, make_single_env, read_config
@@ -68,3 +70,24 @@ def open_dataset(path: str | os.PathLike, *, image_size: int | None = None, allo
     dataset = resized(read_replay(replay, spaces=spaces), image_size)
     dataset.source = str(run_dir)
     return dataset if allow_empty else require_episodes(dataset)
+
+
+def add_to_replay(
+    store: ReplayStore,
+    dataset: Dataset,
+    obs_spec: ObsSpec,
+    action_spec: ActionSpec,
+    *,
+    share: float,
+    against: str,
+    domain_names: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    """``dataset``'s episodes as a recorded stream of ``store`` at ``share`` of each batch. They
+    must fit the run's model (the same observation keys and shapes and the same actions: refused
+    naming what differs from ``against``); their domain values are kept where they name the run's
+    ``domain_names``. Returns the steps held and a note on the episodes (and any skipped)."""
+    dataset.check_matches(obs_spec, action_spec, against=against)
+    episodes = [conform_episode(ep, obs_spec, domain_names, dataset.domain_names) for ep in dataset.episodes]
+    held = store.add_recorded(episodes, share=share)
+    skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""
+    return held, f" in {len(episodes)} episodes{skipped}"

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data.episodes import conform_episode
 from ..data.replay import ReplayStore, physical_memory, step_bytes
 from ..envs.disturbances import Disturbance
 from ..envs.domains import Domain
@@ -22,7 +21,7 @@ from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
 from . import checkpoint
 from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
-from .datasets import open_dataset, probe_run, record_replay_spaces
+from .datasets import add_to_replay, open_dataset, probe_run, record_replay_spaces
 from .lock import RunLock
 from .logger import MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, read_config, write_config
@@ -150,7 +149,6 @@ class Trainer:
         the env's model (the same observation keys and shapes and the same actions); their
         domain values are kept where they name the env's randomised parameters."""
         cfg = self.cfg
-        dataset.check_matches(self.obs_spec, self.action_spec, against=f"--env {cfg.env} (--obs {cfg.obs})")
         names = Domain.parse(cfg.randomize).names
         if cfg.invariant_encoder and not set(names) <= set(dataset.domain_names):
             missing = ", ".join(sorted(set(names) - set(dataset.domain_names)))
@@ -158,10 +156,10 @@ class Trainer:
                 f"--invariant-encoder learns from the domain each step came from, and {dataset.source} did not record "
                 f"{missing}: record it under the same --randomize, or train without --invariant-encoder"
             )
-        episodes = [conform_episode(ep, self.obs_spec, names, dataset.domain_names) for ep in dataset.episodes]
-        held = self.store.add_recorded(episodes, share=share)
-        skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""
-        return held, f" in {len(episodes)} episodes{skipped}"
+        against = f"--env {cfg.env} (--obs {cfg.obs})"
+        return add_to_replay(
+            self.store, dataset, self.obs_spec, self.action_spec, share=share, against=against, domain_names=names
+        )
 
     def _start_from_source(self) -> None:
         """wm finetune: the agent starts from the source run's weights (its optimisers start afresh,

@@ -1,6 +1,8 @@
 """``wm train --agent vmc``: the V/M/C pipeline, one stage after another, each resumable.
 
-collect: random-policy episodes into the run's on-disk replay (the same store as every agent).
+collect: random-policy episodes into the run's on-disk replay (the same store as every agent);
+         ``--dataset`` adds recorded episodes beside them, and with ``--offline`` they are all
+         there is (nothing is collected; the env is made only to evaluate the controller).
 vae:     the ConvVAE on frames sampled from it; ``RUN/vae/recon.png`` shows real over decoded.
 mdnrnn:  every stored frame encoded once, then the MDN-RNN trained teacher-forced on sampled
          sequences of latents (z drawn from the encoder's Gaussian, as in the paper).
@@ -32,7 +34,7 @@ from ..errors import NonFiniteLossError, RunConfigError
 from ..models.vae import reconstruction_grid
 from ..run import checkpoint
 from ..run.collect import Collector, held_random_policy
-from ..run.datasets import probe_run, record_replay_spaces
+from ..run.datasets import add_to_replay, open_dataset, probe_run, record_replay_spaces
 from ..run.lock import RunLock
 from ..run.logger import MetricsLogger
 from ..run.runs import build_agent, env_kwargs, write_config
@@ -74,7 +76,22 @@ class VMCTrainer:
             self._restore()
         self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
         record_replay_spaces(self.run_dir, spaces)  # the replay folder alone is then a dataset
+        self.recorded = (0, 0, 0.0)  # the dataset's episodes, agent steps and summed return
+        if cfg.dataset:
+            self._add_dataset()
         self.logger = MetricsLogger(self.run_dir)
+
+    def _add_dataset(self) -> None:
+        """``--dataset``: recorded episodes beside the collected ones, for the VAE and the MDN-RNN
+        alike (held in memory, never written to the run's replay, never counted as collected)."""
+        cfg = self.cfg
+        dataset = open_dataset(cfg.dataset, image_size=cfg.model.image_size)
+        against = f"--env {cfg.env} (--obs {cfg.obs})"
+        held, about = add_to_replay(
+            self.store, dataset, self.obs_spec, self.action_spec, share=cfg.dataset_share, against=against
+        )
+        self.recorded = (len(dataset.episodes), dataset.steps, float(dataset.returns().sum()))
+        self.echo(f"dataset {cfg.dataset}: {held:,} steps{about}")
 
     # ------------------------------------------------------------ checkpoints
     def _restore(self) -> None:
@@ -179,6 +196,11 @@ class VMCTrainer:
 
     def _collect(self) -> None:
         cfg, c, target = self.cfg, self.counters, self.cfg.vmc.rollouts
+        if cfg.offline:
+            self.echo(
+                f"collect: none (--offline): the VAE and the MDN-RNN learn from {self.recorded[0]} recorded episodes"
+            )
+            return
         if c["episodes"] >= target:
             return
         env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
@@ -302,6 +324,11 @@ class VMCTrainer:
         cfg, v, c = self.cfg, self.cfg.vmc, self.counters
         real_length = c["env_steps"] / cfg.action_repeat / max(c["episodes"], 1)
         real_return = c.get("random_return_sum", float("nan")) / max(c["episodes"], 1)
+        source = "a random policy lasts"
+        if not c["episodes"]:  # offline: the recorded episodes are the real env's only record
+            episodes, steps, total = self.recorded
+            real_length, real_return = steps / max(episodes, 1), total / max(episodes, 1)
+            source = "the dataset's episodes last"
         # The random policy of the collect stage (actions held as they were), so the two compare.
         kw = {"temperature": v.temperature, "max_steps": v.dream_max_steps, "seed": cfg.seed, "hold": v.collect_hold}
         dream_return, paper_length = random_dream_episodes(self.agent, self.dream_starts, episodes=64, **kw)
@@ -320,8 +347,8 @@ class VMCTrainer:
         self.logger.write(0, metrics, key=STAGE_COUNTER["controller"])
         real = "" if math.isnan(real_return) else f" (return {real_return:.1f})"  # nan: collected before it was counted
         self.echo(
-            f"controller: a random policy lasts {real_length:.0f} steps in the real env{real} "
-            f"and {paper_length:.0f} in the dream at done threshold 0 (tau {v.temperature}); "
+            f"controller: {source} {real_length:.0f} steps in the real env{real}; a random policy lasts "
+            f"{paper_length:.0f} in the dream at done threshold 0 (tau {v.temperature}); "
             + (
                 f"calibrated threshold {threshold:+.2f}: {dream_length:.0f} steps (return {dream_return:.1f})"
                 if v.calibrate_done
