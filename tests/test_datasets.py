@@ -185,9 +185,21 @@ def test_recording_a_policy_and_the_cli(tmp_path, capsys):
     assert main(["data", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out.split("\n", 4)[-1])
     assert info["episodes"] == 3 and info["steps"] == 30 and info["observations"] == {"vector": [2]}
-    assert dataset_setup(out) == {"env": "wmtest/Cue-v0", "obs": "state", "image_size": 64}
+    assert dataset_setup(out) == {"env": "wmtest/Cue-v0", "obs": "state", "image_size": 64, "action_repeat": 1}
     assert main(["data", "collect", "--env", "wmtest/Cue-v0", "--policy", "held:0", "--out", str(tmp_path / "x")]) == 2
     assert "held:K" in capsys.readouterr().err
+    # A dataset's time step goes with it: its action repeat is a run's default, and a run that
+    # steps otherwise is refused (a model of 2-step transitions is wrong about 1-step ones).
+    twice = tmp_path / "cue-x2.h5"
+    collect = ["data", "collect", "--env", "wmtest/Cue-v0", "--episodes", "2", "--action-repeat", "2"]
+    assert main([*collect, "--out", str(twice)]) == 0
+    assert dataset_setup(twice)["action_repeat"] == 2
+    train = ["train", "--dataset", str(twice), "--offline", "--steps", "2", "--size", "XXS", "--no-finish"]
+    assert main([*train, "--action-repeat", "1", "--logdir", str(tmp_path / "r1")]) == 2
+    assert "recorded at --action-repeat 2" in capsys.readouterr().err
+    from worldmodels.cli import _dataset_defaults
+
+    assert _dataset_defaults({"dataset": str(twice)})["action_repeat"] == 2
     assert main(["data", "info", str(tmp_path / "nothing.h5")]) == 2
 
 

@@ -306,7 +306,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
 
 
 def _dataset_defaults(given: dict[str, Any]) -> dict[str, Any]:
-    """With ``--dataset``, the env, observations and image size it was recorded with, unless given."""
+    """With ``--dataset``, the env, observations, image size and action repeat it was recorded with,
+    unless given."""
     if not given.get("dataset"):
         return given
     from .data.datasets import dataset_setup
@@ -315,7 +316,7 @@ def _dataset_defaults(given: dict[str, Any]) -> dict[str, Any]:
         setup = dataset_setup(given["dataset"])
     except (OSError, ValueError, KeyError):  # unreadable here: the trainer's loader says why, in full
         return given
-    flags = {"env": "env", "obs": "obs", "image_size": "model.image_size"}
+    flags = {"env": "env", "obs": "obs", "image_size": "model.image_size", "action_repeat": "action_repeat"}
     return {**{flags[k]: v for k, v in setup.items() if flags[k] not in given}, **given}
 
 

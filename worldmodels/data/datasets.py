@@ -100,8 +100,8 @@ def save_dataset(dataset: Dataset, out: str | os.PathLike, *, fmt: str | None = 
 
 def dataset_setup(path: str | os.PathLike) -> dict:
     """What a dataset says of the env it was recorded in, without reading its episodes: ``env``
-    (the id, where known), ``obs`` (state, pixels or both) and ``image_size``. ``wm train
-    --dataset`` takes these as its defaults."""
+    (the id, where known), ``obs`` (state, pixels or both), ``image_size`` and ``action_repeat``
+    (env steps per recorded step). ``wm train --dataset`` takes these as its defaults."""
     import json
 
     text = str(path)
@@ -135,4 +135,6 @@ def dataset_setup(path: str | os.PathLike) -> dict:
         out["obs"] = found["obs_mode"]
     if found.get("image_size"):
         out["image_size"] = int(found["image_size"])
+    if found.get("action_repeat"):
+        out["action_repeat"] = int(found["action_repeat"])
     return out

@@ -95,6 +95,8 @@ class WorldModel(WorldModelBase):
         # epistemic uncertainty, the penalty of offline learning (Lu et al. 2022, "Challenges and
         # Opportunities in Offline Reinforcement Learning from Visual Observations": prior-ensemble
         # disagreement was their best measure for offline DreamerV2).
+        # Separate MLPs rather than one batched layer: on CPU, one matmul into every head's units
+        # and a bmm out ran 1.5-1.7x slower than five plain Linear/LayerNorm MLPs at 16k states.
         self.prior_ensemble = torch.nn.ModuleList(
             MLP(deter, stoch * classes, units=units, layers=1) for _ in range(prior_heads)
         )

@@ -16,6 +16,7 @@ from ..data.datasets import load_dataset, require_episodes, resized
 from ..data.episodes import Dataset, conform_episode
 from ..data.replay import ReplayStore
 from ..data.replay_episodes import SPACES, read_replay, read_spaces, write_spaces
+from ..errors import RunConfigError
 from ..specs import ActionSpec, ObsSpec
 from .runs import CONFIG, make_single_env, read_config
 
@@ -80,13 +81,22 @@ def add_to_replay(
     *,
     share: float,
     against: str,
+    action_repeat: int,
     domain_names: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     """``dataset``'s episodes as a recorded stream of ``store`` at ``share`` of each batch. They
     must fit the run's model (the same observation keys and shapes and the same actions: refused
-    naming what differs from ``against``); their domain values are kept where they name the run's
-    ``domain_names``. Returns the steps held and a note on the episodes (and any skipped)."""
+    naming what differs from ``against``) and its time step (``action_repeat`` env steps per
+    step, where the dataset records its own); their domain values are kept where they name the
+    run's ``domain_names``. Returns the steps held and a note on the episodes (and any skipped)."""
     dataset.check_matches(obs_spec, action_spec, against=against)
+    recorded = int(dataset.meta.get("action_repeat") or 0)
+    if recorded and recorded != action_repeat:
+        raise RunConfigError(
+            f"{dataset.source} was recorded at --action-repeat {recorded} (each step {recorded} env steps) and this "
+            f"run steps {action_repeat} at a time: a model of the one is wrong about the other. Train with "
+            f"--action-repeat {recorded}"
+        )
     episodes = [conform_episode(ep, obs_spec, domain_names, dataset.domain_names) for ep in dataset.episodes]
     held = store.add_recorded(episodes, share=share)
     skipped = f"; {len(dataset.skipped)} skipped: " + "; ".join(dataset.skipped[:3]) if dataset.skipped else ""

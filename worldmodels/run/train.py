@@ -158,8 +158,9 @@ class Trainer:
             )
         against = f"--env {cfg.env} (--obs {cfg.obs})"
         return add_to_replay(
-            self.store, dataset, self.obs_spec, self.action_spec, share=share, against=against, domain_names=names
-        )
+            self.store, dataset, self.obs_spec, self.action_spec, share=share, against=against,
+            action_repeat=cfg.action_repeat, domain_names=names,
+        )  # fmt: skip
 
     def _start_from_source(self) -> None:
         """wm finetune: the agent starts from the source run's weights (its optimisers start afresh,
