@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -35,7 +36,17 @@ import torch
 
 def wm(*args: str) -> None:
     print("$ wm " + " ".join(shlex.quote(a) for a in args), flush=True)
-    subprocess.run([sys.executable, "-m", "worldmodels", *args], check=True)
+    # one thread each: wm eval would take every core, and runs of a benchmark share them
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "worldmodels", *args], check=True, env=env)
+
+
+def counters(run_dir: Path) -> dict:
+    """A run's counters at its last checkpoint ({} before its first)."""
+    from worldmodels.run import checkpoint
+
+    path = run_dir / checkpoint.NAME
+    return checkpoint.load(path)["counters"] if path.exists() else {}
 
 
 def score(name: str, run_dir: Path, target: str, held_out, args) -> dict:
@@ -152,7 +163,6 @@ def main() -> None:
     if not (args.source and args.set_ and args.out):
         parser.error("--source, --set and --out are needed to run (or --report OUT)")
     torch.set_num_threads(1)
-    from worldmodels.run import checkpoint
     from worldmodels.run.record import Recording, record_dataset
     from worldmodels.run.runs import read_config
 
@@ -168,14 +178,18 @@ def main() -> None:
     common = ["--quiet", "--no-finish", "--threads", "1", "--eval-every", str(10**6), "--eval-episodes", "1", *extra]
     for n in args.episodes:
         tuned, scratch = out / f"finetuned-{n}", out / f"scratch-{n}"
-        if not (tuned / "checkpoint.pt").exists():
+        if not (tuned / "config.json").exists():
             wm("finetune", str(source), "--set", args.set_, "--episodes", str(n), "--logdir", str(tuned), *common)
-        if not (scratch / "checkpoint.pt").exists():
-            updates = checkpoint.load(tuned / checkpoint.NAME)["counters"]["train_steps"]
-            steps = max(updates, args.scratch_steps)
+        elif counters(tuned).get("episodes", 0) < n:  # stopped part way
+            wm("train", "--resume", str(tuned), "--quiet", "--no-finish", "--threads", "1")
+        updates = counters(tuned)["train_steps"]
+        steps = max(updates, args.scratch_steps)
+        if not (scratch / "config.json").exists():
             wm("train", "--agent", cfg.agent, "--env", cfg.env, "--obs", cfg.obs, *source_flags(cfg),
                "--randomize", args.set_, "--dataset", str(tuned), "--offline", "--steps", str(steps),
                "--seed", str(cfg.seed), "--logdir", str(scratch), *common)  # fmt: skip
+        elif counters(scratch).get("train_steps", 0) < steps:
+            wm("train", "--resume", str(scratch), "--quiet", "--no-finish", "--threads", "1")
         result[f"finetuned-{n}"] = score(f"finetuned-{n}", tuned, args.set_, target.episodes, args)
         result[f"scratch-{n}"] = score(f"scratch-{n}", scratch, args.set_, target.episodes, args)
         print(n, json.dumps({k: result[f"{k}-{n}"] for k in ("finetuned", "scratch")}), flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from pathlib import Path
 def wm(*args: str) -> None:
     command = [sys.executable, "-m", "worldmodels", *args]
     print("$ wm " + " ".join(shlex.quote(a) for a in args), flush=True)
-    subprocess.run(command, check=True)
+    # one thread each: wm eval would take every core, and runs of a benchmark share them
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def main() -> None:
