@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from worldmodels.cli import main
 
@@ -44,7 +45,12 @@ def test_discrete_state_train_resume_eval_dream(tmp_path):
     assert result["episodes"] == 2 and result["env_steps"] == 500
     assert (run / "eval.mp4").stat().st_size > 0
 
-    assert main(["dream", str(run), "--context", "3", "--horizon", "10"]) == 0
+    threads = torch.get_num_threads()
+    try:  # --threads: one core for this command, beside other jobs
+        assert main(["dream", str(run), "--context", "3", "--horizon", "10", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     metrics = json.loads((run / "dream" / "metrics.json").read_text())
     assert 1 <= len(metrics["mse"]) <= 10 and len(metrics["psnr"]) == len(metrics["mse"])
 

@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode (greedy)")
     ev.add_argument("--device", help="where to run it (default: the run's --device; auto: cuda when available)")
+    ev.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
     ood = ev.add_argument_group(
         "domains", "evaluate out of distribution (RUN/ood/): parameters not named here are nominal"
     )
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--device", help="where to run it (default: the run's --device)")
+    dr.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
     dr.add_argument("--temperature", type=float, default=1.0, help="vmc: MDN sampling temperature of the dream")
     dr.add_argument(
         "--policy",
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--video", action="store_true", help="write RUN/plan/plan.mp4 of the first episode")
     pl.add_argument("--planner", choices=PLANNERS.names(), help="override the run's planner")
     pl.add_argument("--device", help="where to run it (default: the run's --device)")
+    pl.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
     pl.add_argument("--seed", type=int, default=0)
     _add_dataclass_flags(pl.add_argument_group("plan", "override the run's planning settings"), PlanConfig, "plan.")
 
@@ -227,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("what", choices=["planners"])
     be.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     be.add_argument("--decisions", type=int, default=20, help="timed decisions per planner (after 3 warm-ups)")
-    be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
     be.add_argument("--size", default="XXS", help="latent model size for the *_latent rows")
     _add_dataclass_flags(be.add_argument_group("plan", "change the timed setting"), PlanConfig, "plan.")
     add_data_parser(sub)
@@ -471,12 +474,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from .report.bench import bench_planners
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     plan = dataclasses.replace(PlanConfig(), **_block_flags(args, "plan"))
     result = bench_planners(decisions=args.decisions, size=args.size, plan=plan)
     s = result["setting"]
@@ -496,6 +495,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# Commands whose --threads is torch's thread count for the command alone.
+THREADED = ("eval", "dream", "plan", "bench")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -507,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         "bench": cmd_bench,
         "data": cmd_data,
     }
+    if args.command in THREADED and args.threads:  # train and finetune take theirs from the run's config
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return commands[args.command](args)
     except (WorldModelsError, ValueError) as err:
