@@ -114,8 +114,9 @@ def plot(scores: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     horizons = sorted({h for s in scores.values() for h in s["mse"]}, key=int)
-    panels = [(f"prediction MSE, {h} steps ahead", lambda s, h=h: s["mse"][h]) for h in horizons]
+    panels = [(f"prediction MSE, {h} step{'s' * (h != '1')} ahead", lambda s, h=h: s["mse"][h]) for h in horizons]
     panels.append(("target return (mean over eval episodes)", lambda s: s["mean_return"]))
+    episodes = sorted({int(k.split("-")[1]) for k in scores if k.startswith(("finetuned-", "scratch-"))})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for ax, (title, value) in zip(axes, panels):
         for kind, style in (("finetuned", "o-"), ("scratch", "s--")):
@@ -125,6 +126,8 @@ def plot(scores: dict, path: str) -> None:
             if level in scores:
                 ax.axhline(value(scores[level]), color=color, linestyle=":", label=level)
         ax.set_xscale("log")
+        ax.set_xticks(episodes, [str(n) for n in episodes])
+        ax.minorticks_off()
         ax.set_xlabel("target episodes")
         ax.set_title(title, fontsize=9)
         if title.startswith("prediction"):
