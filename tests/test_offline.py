@@ -118,6 +118,11 @@ def test_the_penalty_is_the_models_doubt_and_grows_away_from_the_data(tmp_path):
 
     seen, far = features(0.0), features(10.0)
     assert wm.disagreement(far).mean() > 1.3 * wm.disagreement(seen).mean()
+    with torch.no_grad():  # the heads' standard deviation, summed over classes, per group, / sqrt(K - 1)
+        deter = far[..., : wm.rssm.deter_dim]
+        probs = torch.stack([wm._head_probs(head, deter) for head in wm.prior_ensemble])
+        expected = probs.std(0, unbiased=False).sum(-1).mean(-1) / (len(wm.prior_ensemble) - 1) ** 0.5
+    torch.testing.assert_close(wm.disagreement(far), expected)
     reward = torch.ones(far.shape[:-1])
     lowered, doubt = agent.penalised(far, reward)
     torch.testing.assert_close(lowered, reward - 2.0 * doubt)
