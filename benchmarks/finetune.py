@@ -82,7 +82,7 @@ def score(name: str, run_dir: Path, target: str, held_out, args) -> dict:
 
 
 # Settings a from-scratch run sets for itself rather than taking from the source.
-OWN = {"logdir", "seed", "steps", "randomize", "episodes", "eval_every", "threads", "finetune_from", "quiet"}
+OWN = {"logdir", "seed", "steps", "randomize", "episodes", "eval_every", "threads", "finetune_from"}
 
 
 def source_flags(cfg) -> list[str]:
@@ -192,8 +192,7 @@ def main() -> None:
             wm("finetune", str(source), "--set", args.set_, "--episodes", str(n), "--logdir", str(tuned), *common)
         elif counters(tuned).get("episodes", 0) < n:  # stopped part way
             wm("train", "--resume", str(tuned), "--quiet", "--no-finish", "--threads", "1")
-        updates = counters(tuned)["train_steps"]
-        steps = max(updates, args.scratch_steps)
+        steps = max(counters(tuned)["train_steps"], args.scratch_steps)
         if not (scratch / "config.json").exists():
             wm("train", "--agent", cfg.agent, "--env", cfg.env, "--obs", cfg.obs, *source_flags(cfg),
                "--randomize", args.set_, "--dataset", str(tuned), "--offline", "--steps", str(steps),

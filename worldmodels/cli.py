@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--sample", action="store_true", help="sample actions instead of taking the mode (greedy)")
     ev.add_argument("--device", help="where to run it (default: the run's --device; auto: cuda when available)")
-    ev.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
+    _add_threads(ev)
     ood = ev.add_argument_group(
         "domains", "evaluate out of distribution (RUN/ood/): parameters not named here are nominal"
     )
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--episodes", type=int, default=4, help="held-out episodes to average over")
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--device", help="where to run it (default: the run's --device)")
-    dr.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
+    _add_threads(dr)
     dr.add_argument("--temperature", type=float, default=1.0, help="vmc: MDN sampling temperature of the dream")
     dr.add_argument(
         "--policy",
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--video", action="store_true", help="write RUN/plan/plan.mp4 of the first episode")
     pl.add_argument("--planner", choices=PLANNERS.names(), help="override the run's planner")
     pl.add_argument("--device", help="where to run it (default: the run's --device)")
-    pl.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
+    _add_threads(pl)
     pl.add_argument("--seed", type=int, default=0)
     _add_dataclass_flags(pl.add_argument_group("plan", "override the run's planning settings"), PlanConfig, "plan.")
 
@@ -230,11 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("what", choices=["planners"])
     be.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     be.add_argument("--decisions", type=int, default=20, help="timed decisions per planner (after 3 warm-ups)")
-    be.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
+    _add_threads(be)
     be.add_argument("--size", default="XXS", help="latent model size for the *_latent rows")
     _add_dataclass_flags(be.add_argument_group("plan", "change the timed setting"), PlanConfig, "plan.")
     add_data_parser(sub)
     return parser
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` of the commands in THREADED (main applies it)."""
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 beside other jobs)")
 
 
 def _choices() -> dict[str, list[str]]:

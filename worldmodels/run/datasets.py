@@ -76,21 +76,20 @@ def open_dataset(path: str | os.PathLike, *, image_size: int | None = None, allo
 def add_to_replay(
     store: ReplayStore,
     dataset: Dataset,
+    cfg: Config,
     obs_spec: ObsSpec,
     action_spec: ActionSpec,
     *,
     share: float,
-    against: str,
-    action_repeat: int,
     domain_names: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     """``dataset``'s episodes as a recorded stream of ``store`` at ``share`` of each batch. They
     must fit the run's model (the same observation keys and shapes and the same actions: refused
-    naming what differs from ``against``) and its time step (``action_repeat`` env steps per
-    step, where the dataset records its own); their domain values are kept where they name the
-    run's ``domain_names``. Returns the steps held and a note on the episodes (and any skipped)."""
-    dataset.check_matches(obs_spec, action_spec, against=against)
-    recorded = int(dataset.meta.get("action_repeat") or 0)
+    naming what differs from the run's env) and its time step (``cfg.action_repeat`` env steps
+    per step, where the dataset records its own); their domain values are kept where they name
+    the run's ``domain_names``. Returns the steps held and a note on the episodes (and any skipped)."""
+    dataset.check_matches(obs_spec, action_spec, against=f"--env {cfg.env} (--obs {cfg.obs})")
+    recorded, action_repeat = int(dataset.meta.get("action_repeat") or 0), cfg.action_repeat
     if recorded and recorded != action_repeat:
         raise RunConfigError(
             f"{dataset.source} was recorded at --action-repeat {recorded} (each step {recorded} env steps) and this "

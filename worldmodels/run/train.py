@@ -156,11 +156,7 @@ class Trainer:
                 f"--invariant-encoder learns from the domain each step came from, and {dataset.source} did not record "
                 f"{missing}: record it under the same --randomize, or train without --invariant-encoder"
             )
-        against = f"--env {cfg.env} (--obs {cfg.obs})"
-        return add_to_replay(
-            self.store, dataset, self.obs_spec, self.action_spec, share=share, against=against,
-            action_repeat=cfg.action_repeat, domain_names=names,
-        )  # fmt: skip
+        return add_to_replay(self.store, dataset, cfg, self.obs_spec, self.action_spec, share=share, domain_names=names)
 
     def _start_from_source(self) -> None:
         """wm finetune: the agent starts from the source run's weights (its optimisers start afresh,

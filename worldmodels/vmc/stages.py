@@ -86,11 +86,7 @@ class VMCTrainer:
         alike (held in memory, never written to the run's replay, never counted as collected)."""
         cfg = self.cfg
         dataset = open_dataset(cfg.dataset, image_size=cfg.model.image_size)
-        against = f"--env {cfg.env} (--obs {cfg.obs})"
-        held, about = add_to_replay(
-            self.store, dataset, self.obs_spec, self.action_spec, share=cfg.dataset_share, against=against,
-            action_repeat=cfg.action_repeat,
-        )  # fmt: skip
+        held, about = add_to_replay(self.store, dataset, cfg, self.obs_spec, self.action_spec, share=cfg.dataset_share)
         self.recorded = (len(dataset.episodes), dataset.steps, float(dataset.returns().sum()))
         self.echo(f"dataset {cfg.dataset}: {held:,} steps{about}")
 
