@@ -304,8 +304,11 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, bool]:
         stored.logdir = str(args.resume)
         return stored, True
     given = _dataset_defaults(given)
+    from .run.distributed import launched
+
     cfg = resolve(given)
-    if (Path(cfg.logdir) / "config.json").exists():
+    # The other ranks of a torchrun launch find the config rank 0 has just written.
+    if (Path(cfg.logdir) / "config.json").exists() and launched().main:
         raise RunConfigError(
             f"{cfg.logdir} already holds a run. Continue it with `wm train --resume {cfg.logdir}`, "
             "or choose a new --logdir."
@@ -364,7 +367,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     cfg, resume = resolve_config(args)
     validate(cfg)
-    print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
+    from .run.distributed import launched
+
+    if launched().main:  # one banner for a torchrun launch
+        print(f"run folder: {cfg.logdir}  ({'resuming' if resume else 'new run'}: {cfg.describe()})")
     finisher = None if args.no_finish else finish
     options = TrainOptions(quiet=args.quiet, finish=finisher, stage=args.stage, retrain=args.retrain)
     return load_target(agent_spec(cfg.agent).train)(cfg, resume, options)

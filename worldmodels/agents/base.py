@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, RunConfigError
+from ..nn.distributed import any_rank, average_gradients, world_size
 from ..nn.optim import clip_by_agc_
 from ..registry import FAMILIES, agent_spec
 from ..specs import ActionSpec, ObsSpec
@@ -149,19 +150,35 @@ def build_adversary(cfg, world_model: nn.Module) -> nn.Module | None:
 
 # ------------------------------------------------------------------ the gradient step
 def check_finite(terms: Mapping[str, Tensor]) -> None:
-    """Raise before an optimiser step if any loss term is NaN or infinite, naming it."""
+    """Raise before an optimiser step if any loss term is NaN or infinite, naming it. In a
+    distributed run every rank raises when any one does (else the others would wait forever in
+    the next gradient all-reduce)."""
+    bad = None
     for name, value in terms.items():
         v = float(value.detach())
         if not math.isfinite(v):
-            raise NonFiniteLossError(
-                f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
-                "rates or check the data for NaN/inf values (rewards, observations)."
-            )
+            bad = (name, v)
+            break
+    device = next(iter(terms.values())).device if terms else "cpu"
+    where = any_rank(bad is not None, device) if world_size() > 1 else (0 if bad else -1)
+    if where < 0:
+        return
+    if bad is None:
+        raise NonFiniteLossError(f"a loss term is not finite on rank {where}; no parameters were updated with it.")
+    name, v = bad
+    raise NonFiniteLossError(
+        f"loss term '{name}' is {v}; no parameters were updated with it. Lower the learning "
+        "rates or check the data for NaN/inf values (rewards, observations)."
+    )
 
 
 def clip_gradients(parameters: Iterable[Tensor], *, clip: float | None = None, agc: float = 0.0) -> Tensor | None:
-    """Clip the gradients of ``parameters`` adaptively per tensor (``agc`` > 0, nn/optim.py) or by
-    their global norm (``clip``); returns the norm before clipping (None when nothing clipped)."""
+    """Average the gradients of ``parameters`` over the ranks of a distributed run (nn/distributed.py;
+    nothing in one process), then clip them adaptively per tensor (``agc`` > 0, nn/optim.py) or by
+    their global norm (``clip``); returns the norm before clipping (None when nothing clipped).
+    Every optimiser step comes after this, so clipping always sees the global gradient."""
+    parameters = list(parameters)
+    average_gradients(parameters)
     if agc > 0:
         return clip_by_agc_(parameters, agc)
     if clip is not None:
@@ -178,9 +195,12 @@ def optimize(
     check: Mapping[str, Tensor] | None = None,
 ) -> None:
     """One gradient step: refuse non-finite terms (``check``, default ``{"loss": loss}``), zero the
-    gradients, backpropagate, clip the gradient norm of ``parameters`` to ``clip``, step."""
+    gradients, backpropagate, average over ranks and clip the gradient norm of ``parameters``
+    (default: the optimiser's) to ``clip``, step."""
     check_finite({"loss": loss} if check is None else check)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if parameters is None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
     clip_gradients(parameters, clip=clip)
     optimizer.step()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..nn.distributed import gather_rows
+
 
 def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, *, gamma: float, lam: float) -> Tensor:
     """TD(lambda) returns of an imagined trajectory of states ``s_0 .. s_H``.
@@ -44,7 +46,8 @@ class ReturnScale(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> Tensor:
-        flat = returns.detach().float().flatten()
+        # The percentiles of the whole batch, whichever ranks hold its rows (nn/distributed.py).
+        flat = gather_rows(returns.detach().float().flatten())
         low, high = torch.quantile(flat, self.low_q), torch.quantile(flat, self.high_q)
         if not self.initialised:
             self.low.copy_(low)

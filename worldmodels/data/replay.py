@@ -38,6 +38,9 @@ class Position:
     started: int = 0
     ended: int = 0
 
+    def __add__(self, other: Position) -> Position:
+        return Position(self.steps + other.steps, self.started + other.started, self.ended + other.ended)
+
     def after(self, arrays: dict[str, np.ndarray]) -> Position:
         """The position after appending ``arrays`` (``(n, ...)`` per key)."""
         return Position(
@@ -141,15 +144,37 @@ class _Ring:
 
 
 class ReplayStore:
-    def __init__(self, directory: str | os.PathLike | None, *, capacity: int, streams: int, chunk: int = 256):
+    """The replay of ``streams`` envs, written to and reloaded from ``directory``.
+
+    A rank of a distributed run holds a shard: its streams are ``first_stream ..
+    first_stream + streams - 1`` of the run's ``total_streams`` (default: ``streams``), named so
+    in the chunk files, which all ranks write into one folder. On load a chunk of stream ``g``
+    belongs to stream ``g % total_streams``, so a run resumed with fewer envs or ranks folds the
+    old streams onto its own and loses none of them; chunks of other ranks' streams are left alone.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike | None,
+        *,
+        capacity: int,
+        streams: int,
+        chunk: int = 256,
+        first_stream: int = 0,
+        total_streams: int | None = None,
+    ):
         if capacity < streams:
             raise ValueError(f"capacity {capacity} must hold at least one step per stream ({streams})")
         self.directory = Path(directory) if directory is not None else None
         self.streams, self.chunk = streams, chunk
+        self.first_stream, self.total_streams = first_stream, total_streams or streams
         self.rings = [_Ring(capacity // streams) for _ in range(streams)]
         self.pending: list[list[dict[str, np.ndarray]]] = [[] for _ in range(streams)]
         self.files: list[deque[tuple[Path, int]]] = [deque() for _ in range(streams)]
-        self.positions = [Position() for _ in range(streams)]  # what is on disk, per stream
+        # What is on disk per stream: all of it (with the streams folded onto it), and its own
+        # global stream's alone (what its chunks record, so that a later fold counts it once).
+        self.positions = [Position() for _ in range(streams)]
+        self.own = [Position() for _ in range(streams)]
         self.counter = 0
         self.recorded: list[tuple[_Ring, float]] = []  # recorded episodes (add_recorded) and their shares
         if self.directory is not None:
@@ -184,9 +209,9 @@ class ReplayStore:
 
     def _write(self, stream: int, steps: list[dict[str, np.ndarray]]) -> None:
         arrays = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
-        path = self.directory / f"chunk-{self.counter:09d}-s{stream}.npz"
+        path = self.directory / f"chunk-{self.counter:09d}-s{self.first_stream + stream}.npz"
         tmp = path.with_suffix(".tmp")
-        before = self.positions[stream]
+        before = self.own[stream]
         meta = {POSITION: np.array([before.steps, before.started, before.ended], np.int64)}
         try:
             with open(tmp, "wb") as f:
@@ -203,7 +228,8 @@ class ReplayStore:
                 "Free some space, then resume with `wm train --resume RUN`."
             ) from err
         self.counter += 1
-        self.positions[stream] = before.after(arrays)
+        self.own[stream] = before.after(arrays)
+        self.positions[stream] = self.positions[stream].after(arrays)
         self.files[stream].append((path, len(steps)))
         self._evict_files(stream)
 
@@ -217,13 +243,16 @@ class ReplayStore:
     def _load(self) -> None:
         for tmp in self.directory.glob("chunk-*.tmp"):  # a write a kill cut short; its steps were never counted
             tmp.unlink(missing_ok=True)
+        ends: dict[int, Position] = {}  # per global stream, where its last chunk ends
         for path in sorted(self.directory.glob("chunk-*.npz")):
             try:
-                counter, stream = _chunk_name(path)
-                stream %= self.streams
+                counter, written = _chunk_name(path)
+                stream = written % self.total_streams - self.first_stream
+                if not 0 <= stream < self.streams:
+                    continue  # another rank's
                 with np.load(path) as data:
                     arrays = {k: data[k] for k in data.files}
-                at = _position(arrays.pop(POSITION, None), self.positions[stream])
+                at = _position(arrays.pop(POSITION, None), ends.get(written, Position()))
                 if len(arrays["reward"]) == 0:
                     raise ValueError("the chunk holds no steps")
                 end = at.after(arrays)
@@ -240,8 +269,13 @@ class ReplayStore:
             self.rings[stream].extend(arrays)
             self.files[stream].append((path, n))
             self._evict_files(stream)
-            self.positions[stream] = end
+            ends[written] = end
             self.counter = max(self.counter, counter + 1)
+        for written, end in ends.items():
+            stream = written % self.total_streams - self.first_stream
+            self.positions[stream] += end
+            if written == self.first_stream + stream:
+                self.own[stream] = end
 
     @staticmethod
     def set_aside(directory: str | os.PathLike, keep: list[int]) -> int:

@@ -266,14 +266,14 @@ class _Factory:
         return env if self.stream is None else EpisodeSeeds(env, self.stream)
 
 
-def make_vector_env(env_id: str, num: int, **kwargs) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num: int, first_stream: int = 0, **kwargs) -> gym.vector.VectorEnv:
     """``num`` envs: in this process for one, in worker processes for more.
 
     Autoreset is gymnasium's next-step mode: the step after an episode ends returns the reset
     observation with reward 0 and ignores the action; the collector stores it as ``is_first``.
-    Env ``i`` is stream ``i`` of :class:`~worldmodels.envs.seeding.EpisodeSeeds`.
+    Env ``i`` is stream ``first_stream + i`` of :class:`~worldmodels.envs.seeding.EpisodeSeeds`.
     """
-    fns = [env_factory(env_id, stream=i, **kwargs) for i in range(num)]
+    fns = [env_factory(env_id, stream=first_stream + i, **kwargs) for i in range(num)]
     if num == 1:
         return gym.vector.SyncVectorEnv(fns)
     return gym.vector.AsyncVectorEnv(fns, context="spawn")

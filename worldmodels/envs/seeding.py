@@ -78,8 +78,9 @@ def dataset_seeds(seed: int, episodes: int) -> list[int]:
 
 
 class EpisodeSeeds(gym.Wrapper):
-    """Reseeds every episode of stream ``stream`` once a reset has passed :data:`OPTION`; until
-    then resets pass through unchanged (``reset(seed=s)`` means what gymnasium says)."""
+    """Reseeds every episode of stream ``stream`` once a reset has passed :data:`OPTION` (the run's
+    seed and, per stream, the index of its first episode); until then resets pass through
+    unchanged (``reset(seed=s)`` means what gymnasium says)."""
 
     def __init__(self, env: gym.Env, stream: int):
         super().__init__(env)

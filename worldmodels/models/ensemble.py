@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn.distributed import moments
 from ..specs import VECTOR, ActionSpec, ObsSpec
 from .base import DECODES, UNCERTAINTY, WorldModelBase, unroll
 
@@ -65,10 +66,10 @@ class Normalizer(nn.Module):
 
     def update(self, x: Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
-        n = x.shape[0]
+        n, mean, m2 = moments(x)  # in a distributed run, of every rank's rows together
         if n == 0:
             return
-        mean, var = x.mean(0), x.var(0, unbiased=False)
+        var = m2 / n
         total = self.count + n
         delta = mean - self.mean
         self.var.copy_((self.var * self.count + var * n + delta**2 * self.count * n / total) / total)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .distributed import moments
+
 
 class SparseFeat:
     """Features ``[x, z]`` with the one-hot tail ``z`` kept as class indices.
@@ -247,10 +249,9 @@ class RunningScale(nn.Module):
     def update(self, x: Tensor) -> None:
         """Merge the statistics of ``x (..., dim)`` (Chan et al.'s parallel variance)."""
         flat = x.detach().reshape(-1, x.shape[-1]).double()
-        n = flat.shape[0]
+        n, mean, m2 = moments(flat)  # in a distributed run, of every rank's rows together
         if n == 0:
             return
-        mean, m2 = flat.mean(0), ((flat - flat.mean(0)) ** 2).sum(0)
         total = self.count + n
         delta = mean - self.mean
         self.m2.add_(m2 + delta**2 * self.count * n / total)

@@ -23,17 +23,20 @@ ActFn = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
 class Collector:
     """Steps a gymnasium vector env (next-step autoreset) and yields aligned records.
 
-    Episode ``k`` of env ``i`` is reset with a seed derived from ``(seed, i, k)``
+    Episode ``k`` of env ``i`` (stream ``first_stream + i``: a rank of a distributed run holds
+    streams of its own) is reset with a seed derived from ``(seed, stream, k)``
     (envs/seeding.py); ``episodes`` gives each env's first index (default 0: a fresh run; a
     resumed one passes the count its replay holds, so it never plays an episode twice)."""
 
-    def __init__(self, env, seed: int, episodes: list[int] | None = None):
+    def __init__(self, env, seed: int, episodes: list[int] | None = None, first_stream: int = 0):
         self.env = env
         n = env.num_envs
         first = [0] * n if episodes is None else [int(e) for e in episodes]
         if len(first) != n:
             raise ValueError(f"one first episode index per env: {n} envs, got {len(first)}")
-        self.obs, _ = env.reset(options={EPISODE_SEEDS: {"seed": seed, "first": first}})
+        self.obs, _ = env.reset(
+            options={EPISODE_SEEDS: {"seed": seed, "first": {first_stream + i: e for i, e in enumerate(first)}}}
+        )
         self.reward = np.zeros(n, np.float32)
         self.is_first = np.ones(n, bool)
         self.is_terminal = np.zeros(n, bool)

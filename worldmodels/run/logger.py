@@ -88,6 +88,23 @@ class MetricsLogger:
             self.writer.close()
 
 
+class DiscardingLogger(MetricsLogger):
+    """The logger of a distributed run's other ranks: it averages like rank 0's and writes nothing
+    (rank 0 writes the run's metrics)."""
+
+    def __init__(self):
+        self.sums, self.counts, self.writer = defaultdict(float), defaultdict(int), None
+
+    def write(self, step: int, extra: dict[str, float] | None = None, key: str = "env_steps") -> dict[str, float]:
+        row = {key: step, **{k: self.sums[k] / self.counts[k] for k in self.sums}, **(extra or {})}
+        self.sums.clear()
+        self.counts.clear()
+        return row
+
+    def _set_aside(self, moves) -> int:
+        return 0
+
+
 def _end_cut_line(path: Path) -> None:
     """A kill mid-write leaves a last line without its newline; end it, so the next row starts a line."""
     if path.exists() and path.stat().st_size:

@@ -19,20 +19,23 @@ from ..envs.domains import Domain
 from ..envs.make import make_vector_env
 from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
-from . import checkpoint
+from . import checkpoint, distributed
 from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
 from .datasets import add_to_replay, open_dataset, probe_run, record_replay_spaces
+from .distributed import Ranks
 from .lock import RunLock
-from .logger import MetricsLogger, ProgressBar
+from .logger import DiscardingLogger, MetricsLogger, ProgressBar
 from .runs import build_agent, env_kwargs, make_single_env, read_config, write_config
 
 
-def seed_everything(seed: int, deterministic: bool, salt: int = 0) -> np.random.Generator:
+def seed_everything(seed: int, deterministic: bool, salt: int = 0, rank: int = 0) -> np.random.Generator:
     """Seed python, numpy and torch from the run's seed; returns the trainer's own generator.
 
     ``salt`` (the steps a resumed run's replay already holds) starts streams that continue none
-    of those a killed process drew, so a resume does not replay its random actions and batches."""
-    mixed = seed if salt == 0 else int(np.random.SeedSequence([seed, salt]).generate_state(1)[0])
+    of those a killed process drew, so a resume does not replay its random actions and batches;
+    ``rank`` > 0 (a distributed run's other processes) draws streams of its own."""
+    key = [seed, salt] if rank == 0 else [seed, salt, rank]
+    mixed = seed if salt == 0 and rank == 0 else int(np.random.SeedSequence(key).generate_state(1)[0])
     random.seed(mixed)
     np.random.seed(mixed)
     torch.manual_seed(mixed)
@@ -40,7 +43,7 @@ def seed_everything(seed: int, deterministic: bool, salt: int = 0) -> np.random.
         torch.use_deterministic_algorithms(True)
     # A stream of its own: seeded like the env's generator it would replay the env's draws
     # (random prefill actions would copy the env's random events).
-    return np.random.default_rng([seed, 7919] if salt == 0 else [seed, 7919, salt])
+    return np.random.default_rng([seed, 7919, *([salt] if salt or rank else []), *([rank] if rank else [])])
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -> dict[str, torch.Tensor]:
@@ -83,32 +86,58 @@ class Trainer:
     episodes from it (docs/DESIGN.md, "Runs that survive anything"), continues each env's
     episodes past the ones it holds, and takes the agent, optimisers and the training count from
     the last checkpoint. Only one process at a time may train a run folder (``run/lock.py``).
+
+    In a distributed run (``ranks``, run/distributed.py) each rank steps its own envs into its own
+    shard of the replay and trains on its share of every batch; rank 0 alone writes.
     """
 
     def __init__(
-        self, cfg: Config, *, resume: bool = False, progress: bool = True, status_lines: bool = False, echo=print
+        self,
+        cfg: Config,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        status_lines: bool = False,
+        echo=print,
+        ranks: Ranks | None = None,
+        device: torch.device | None = None,
     ):
-        self.cfg, self.run_dir, self.echo = cfg, Path(cfg.logdir), echo
-        self.progress_enabled, self.status_lines = progress, status_lines
+        self.ranks = ranks = ranks or Ranks()
+        self.cfg, self.run_dir = cfg, Path(cfg.logdir)
+        self.echo = echo if ranks.main else lambda *a, **k: None
+        self.progress_enabled, self.status_lines = progress and ranks.main, status_lines and ranks.main
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
         # Bad env ids and settings the agent cannot take fail before a run folder is made.
         self.obs_spec, self.action_spec, spaces = probe_run(cfg)
         self._check_memory()
-        self.agent = build_agent(cfg, self.obs_spec, self.action_spec)
+        self.agent = build_agent(cfg, self.obs_spec, self.action_spec, device=device)
+        distributed.check_distributable(cfg, self.agent.replay_shape[0], ranks.world)
+        if ranks.world > 1:  # the same model on every rank, and random streams of each rank's own
+            self.np_rng = seed_everything(cfg.seed, False, rank=ranks.rank)
         self.adversarial = Disturbance.parse(cfg.disturb).adversarial > 0
         self._check_adversary()
-        self.lock = RunLock(self.run_dir).acquire()  # before anything in the folder is written
+        # Before anything in the folder is written; only rank 0 writes.
+        self.lock = RunLock(self.run_dir).acquire() if ranks.main else None
         try:
-            write_config(self.run_dir, cfg)
+            if ranks.main:
+                write_config(self.run_dir, cfg)
             self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
-            self.logger = MetricsLogger(self.run_dir)
+            self.logger = MetricsLogger(self.run_dir) if ranks.main else DiscardingLogger()
             ckpt = self._load_checkpoint() if resume else None
             if resume and cfg.deterministic:
                 self._set_aside_replay(ckpt)
-            self.store = ReplayStore(self.run_dir / "replay", capacity=cfg.capacity, streams=cfg.envs, chunk=cfg.chunk)
-            record_replay_spaces(self.run_dir, spaces)  # the replay folder alone is then a dataset
+            self.store = ReplayStore(
+                self.run_dir / "replay",
+                capacity=cfg.capacity // ranks.world,
+                streams=cfg.envs,
+                chunk=cfg.chunk,
+                first_stream=ranks.rank * cfg.envs,
+                total_streams=ranks.world * cfg.envs,
+            )
+            if ranks.main:
+                record_replay_spaces(self.run_dir, spaces)  # the replay folder alone is then a dataset
             if cfg.dataset:
                 self._add_dataset()
             if cfg.mix:
@@ -117,6 +146,7 @@ class Trainer:
                 self._restore(ckpt)
             if ckpt is None and cfg.finetune_from:
                 self._start_from_source()
+            distributed.broadcast_module(self.agent)
         except BaseException:
             self.close()
             raise
@@ -178,7 +208,8 @@ class Trainer:
 
     def close(self) -> None:
         """Let another process train this run folder (``train`` does this when it ends)."""
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def _replay_bound(self, per_step: int) -> int:
         """Bytes the collected replay can grow to (an offline run collects nothing)."""
@@ -221,7 +252,7 @@ class Trainer:
         """Counters from the replay, learning from the checkpoint, every RNG stream continued."""
         cfg, c = self.cfg, self.counters
         held = self.store.positions
-        steps = sum(p.steps for p in held)
+        steps = distributed.total(sum(p.steps for p in held), self.agent.device)
         saved_at = 0
         exact = False
         if ckpt is None:
@@ -236,7 +267,7 @@ class Trainer:
             self.agent.load_optimizer_state(ckpt["optimizers"])
             c.update(ckpt["counters"])
             saved_at = int(ckpt["counters"]["env_steps"])
-            exact = list(ckpt.get("streams", [])) == [p.steps for p in held]
+            exact = list(ckpt.get("streams", [])) == distributed.gather_lists([p.steps for p in held])
             if cfg.deterministic and not ckpt.get("at_episode_start", False):
                 self.echo(
                     "warning: this checkpoint was saved mid-episode (on an interrupt), so the resumed run goes on "
@@ -244,13 +275,19 @@ class Trainer:
                 )
         c["agent_steps"] = steps
         c["env_steps"] = steps * cfg.action_repeat
-        c["episodes"] = sum(p.ended for p in held)
-        if exact:
+        c["episodes"] = distributed.total(sum(p.ended for p in held), self.agent.device)
+        if exact and self.ranks.world == 1:
             checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
             self.logger.restore(ckpt.get("logger"))
         else:  # the replay went on past the checkpoint: fresh streams, never the killed process's draws
-            self.np_rng = seed_everything(cfg.seed, cfg.deterministic, salt=steps)
-            if ckpt is not None:
+            self.np_rng = seed_everything(cfg.seed, cfg.deterministic, salt=steps, rank=self.ranks.rank)
+            saved_by = int(ckpt.get("world_size", 1)) if ckpt is not None else 1
+            if ckpt is not None and saved_at == c["env_steps"] and saved_by != self.ranks.world:
+                self.echo(
+                    f"checkpoint at {saved_at:,} env steps, saved by a run on {saved_by} rank(s); this one has "
+                    f"{self.ranks.world}: the replay's streams are shared out among its ranks"
+                )
+            elif ckpt is not None and not exact:
                 self.echo(
                     f"checkpoint at {saved_at:,} env steps; the replay went on to {c['env_steps']:,}: those steps are "
                     f"kept, and the training they were due is done again"
@@ -263,15 +300,25 @@ class Trainer:
         if aside:
             self.echo(f"{aside} metrics row(s) written after the checkpoint moved to metrics.discarded.jsonl")
 
-    def save(self) -> Path:
-        """Checkpoint what the run has learned (call after ``store.flush()``, so the replay matches it)."""
+    def save(self, *, together: bool = True) -> Path | None:
+        """Checkpoint what the run has learned (call after ``store.flush()``, so the replay matches
+        it). Every rank calls it (``together``: they gather where their replay shards stand); rank
+        0 writes. ``together=False`` (on an interrupt, or when a rank went away) gathers nothing,
+        and a resume then counts from the replay."""
+        if self.ranks.world == 1:
+            streams = [p.steps for p in self.store.positions]
+        else:
+            streams = distributed.gather_lists([p.steps for p in self.store.positions]) if together else []
+        if not self.ranks.main:
+            return None
         payload = {
             "agent": self.agent.state_dict(),
             "optimizers": self.agent.optimizer_state(),
             "counters": dict(self.counters),
             "rng": checkpoint.rng_state(self.np_rng),
             "config": self.cfg.to_json(),
-            "streams": [p.steps for p in self.store.positions],  # the replay this checkpoint goes with
+            "streams": streams,  # the replay this checkpoint goes with
+            "world_size": self.ranks.world,
             "logger": self.logger.state(),
             "at_episode_start": self.collector is not None and self.collector.at_episode_start,
         }
@@ -288,8 +335,9 @@ class Trainer:
         self._announce()
         if cfg.offline:
             return self._train_offline()
-        env = make_vector_env(cfg.env, cfg.envs, **env_kwargs(cfg))
-        self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started)
+        first = self.store.first_stream
+        env = make_vector_env(cfg.env, cfg.envs, first_stream=first, **env_kwargs(cfg))
+        self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started, first_stream=first)
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
         self._install_adversary(env, policy)
         evals = Every(cfg.eval_every, c["env_steps"])
@@ -306,28 +354,36 @@ class Trainer:
                     env_fps, train_fps = rate(c["env_steps"], c["train_steps"])
                     bar.update(c["env_steps"], env_fps, train_fps, self.last_return)
                     final = c["env_steps"] >= cfg.steps or self._episodes_done()
-                    if evals.due(c["env_steps"]) or (final and cfg.eval_every > c["env_steps"]):
+                    evaluate = evals.due(c["env_steps"]) or (final and cfg.eval_every > c["env_steps"])
+                    if evaluate and self.ranks.main:  # the other ranks wait at their next reduction
                         self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
                         self.logger.add(self.domain_probe())
                     if logs.due(c["env_steps"]) or final:
-                        if c["train_steps"]:
+                        if c["train_steps"] and self.ranks.main:
                             self.logger.add(self.model_drift())
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
                         self._status(self.logger.write(c["env_steps"], fps))
                     minutes = (time.monotonic() - last_save) / 60
                     save_due |= saves.due(c["env_steps"]) or before < cfg.prefill <= c["agent_steps"]
                     save_due |= 0 < cfg.checkpoint_minutes <= minutes
+                    save_due = self._agreed(save_due)
                     if save_due and not final and (collector.at_episode_start or not cfg.deterministic):
                         self.store.flush()
                         self.save()
                         save_due, last_save = False, time.monotonic()
         except KeyboardInterrupt:
             self.store.flush()
-            self.save()
+            self.save(together=False)
             self.echo(
                 f"interrupted at {c['env_steps']} env steps; saved. Continue with `wm train --resume {self.run_dir}`"
             )
             raise
+        except RuntimeError as err:
+            if self.ranks.world == 1 or not distributed.peer_lost(err):
+                raise
+            self.store.flush()
+            self.save(together=False)
+            raise distributed.lost_rank_error(self.ranks, c["env_steps"], "env", self.run_dir) from err
         except NonFiniteLossError as err:
             self.store.flush()
             last = self.run_dir / checkpoint.NAME
@@ -353,6 +409,7 @@ class Trainer:
         come every ``eval_every``, ``log_every`` and ``checkpoint_every`` train steps."""
         cfg, c = self.cfg, self.counters
         rows, length = self.agent.replay_shape
+        rows //= self.ranks.world  # each rank's share of the batch
         evals, logs = Every(cfg.eval_every, c["train_steps"]), Every(cfg.log_every, c["train_steps"])
         saves = Every(cfg.checkpoint_every, c["train_steps"])
         rate, last_save = Rate(0, c["train_steps"]), time.monotonic()
@@ -365,7 +422,8 @@ class Trainer:
                     _, train_fps = rate(0, c["train_steps"])
                     bar.update(c["train_steps"], 0.0, train_fps, self.last_return)
                     final = c["train_steps"] >= cfg.steps
-                    if evals.due(c["train_steps"]) or (final and cfg.eval_every > cfg.steps):
+                    evaluate = evals.due(c["train_steps"]) or (final and cfg.eval_every > cfg.steps)
+                    if evaluate and self.ranks.main:
                         evaluation = self.evaluate(c["train_steps"] // cfg.eval_every)
                         self.last_return = evaluation["eval/return"]
                         self.logger.add(evaluation)
@@ -374,16 +432,22 @@ class Trainer:
                         extra = {"fps/train": train_fps, "env_steps": 0}
                         self._status(self.logger.write(c["train_steps"], extra, key="train_steps"))
                     minutes = (time.monotonic() - last_save) / 60
-                    if not final and (saves.due(c["train_steps"]) or 0 < cfg.checkpoint_minutes <= minutes):
+                    save_due = self._agreed(saves.due(c["train_steps"]) or 0 < cfg.checkpoint_minutes <= minutes)
+                    if not final and save_due:
                         self.save()
                         last_save = time.monotonic()
         except KeyboardInterrupt:
-            self.save()
+            self.save(together=False)
             self.echo(
                 f"interrupted at {c['train_steps']} train steps; saved. Continue with "
                 f"`wm train --resume {self.run_dir}`"
             )
             raise
+        except RuntimeError as err:
+            if self.ranks.world == 1 or not distributed.peer_lost(err):
+                raise
+            self.save(together=False)
+            raise distributed.lost_rank_error(self.ranks, c["train_steps"], "train", self.run_dir) from err
         except NonFiniteLossError as err:
             last = self.run_dir / checkpoint.NAME
             kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
@@ -434,10 +498,18 @@ class Trainer:
         per_step = step_bytes(self.obs_spec, self.action_spec)
         recorded = len(self.store) - self.store.collected
         extra = f" (and {recorded:,} recorded ones)" if recorded else ""
+        world = self.ranks.world
+        shard = f" (rank 0's shard of {world})" if world > 1 else ""
         self.echo(
-            f"replay: {self.store.collected:,} steps loaded{extra}, {per_step:,} bytes/step, "
+            f"replay: {self.store.collected:,} steps loaded{shard}{extra}, {per_step:,} bytes/step, "
             f"capacity {cfg.capacity:,} steps"
         )
+        if world > 1:
+            rows, length = self.agent.replay_shape
+            self.echo(
+                f"{world} ranks: each steps {cfg.envs} env(s) and trains on {rows // world} of every {rows} rows "
+                "(gradients and batch statistics averaged across ranks)"
+            )
         most = self._replay_bound(per_step)
         ram = physical_memory()
         if most > ram / 2:
@@ -452,10 +524,11 @@ class Trainer:
         c, cfg = self.counters, self.cfg
         record, finished = collector.step(act)
         self.store.add(record)
-        c["agent_steps"] += cfg.envs
-        c["env_steps"] += cfg.envs * cfg.action_repeat
+        world = self.ranks.world  # the ranks step in lockstep, each its own envs
+        c["agent_steps"] += cfg.envs * world
+        c["env_steps"] += cfg.envs * world * cfg.action_repeat
+        c["episodes"] += len(finished) if world == 1 else distributed.total(len(finished), self.agent.device)
         for ret, length in finished:
-            c["episodes"] += 1
             self.last_return = ret
             self.logger.add({"episode/return": ret, "episode/length": length})
 
@@ -464,10 +537,22 @@ class Trainer:
         c, cfg = self.counters, self.cfg
         due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / self.agent.replayed_per_update)
         rows, length = self.agent.replay_shape
-        while c["train_steps"] < due and len(self.store) >= length:
+        rows //= self.ranks.world  # each rank's share of the batch
+        if c["train_steps"] >= due or not self._agreed(len(self.store) >= length, every=True):
+            return
+        while c["train_steps"] < due:
             batch = to_torch(self.store.sample(rows, length, self.np_rng), self.agent.device)
             self.logger.add(self.agent.train_step(batch))
             c["train_steps"] += 1
+
+    def _agreed(self, flag: bool, every: bool = False) -> bool:
+        """``flag`` as every rank must act on it: whether it holds on any rank (``every``: on all of
+        them). One reduction in a distributed run, so a decision with a collective behind it
+        (a checkpoint, a train step) is taken by all ranks or none."""
+        if self.ranks.world == 1:
+            return flag
+        held = distributed.total(int(bool(flag)), self.agent.device)
+        return held == self.ranks.world if every else held > 0
 
     @torch.no_grad()
     def model_drift(self) -> dict[str, float]:
@@ -557,12 +642,25 @@ def train_run(cfg: Config, resume: bool, options: TrainOptions) -> int:
     """``wm train`` for agents that learn in the collect -> store -> train loop."""
     if options.stage:
         raise RunConfigError(f"--stage is for the staged V/M/C pipeline (--agent vmc); this run's agent is {cfg.agent}")
-    tty = sys.stderr.isatty()
-    trainer = Trainer(
-        cfg, resume=resume, progress=not options.quiet and tty, status_lines=not options.quiet and not tty
-    )
-    c = trainer.train()
-    print(f"done: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
+    ranks, device = distributed.start(cfg)  # one process, or a rank of a torchrun launch
+    try:
+        tty = sys.stderr.isatty()
+        quiet = options.quiet or not ranks.main
+        trainer = Trainer(
+            cfg,
+            resume=resume,
+            progress=not quiet and tty,
+            status_lines=not quiet and not tty,
+            ranks=ranks,
+            device=device,
+        )
+        c = trainer.train()
+    finally:
+        distributed.stop()
+    if not ranks.main:
+        return 0
+    on = f" on {ranks.world} ranks" if ranks.world > 1 else ""
+    print(f"done{on}: {c['env_steps']} env steps, {c['train_steps']} train steps, {c['episodes']} episodes")
     if options.finish is not None:
         for path in options.finish(Path(cfg.logdir)):
             print(f"wrote {path}")

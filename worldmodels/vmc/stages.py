@@ -415,6 +415,13 @@ def train_vmc(cfg: Config, resume: bool, options) -> int:
     """``wm train --agent vmc``: the stages in order, or only ``options.stage``."""
     import functools
 
+    from ..run.distributed import launched
+
+    if launched().world > 1:
+        raise RunConfigError(
+            "V/M/C trains in stages in one process (its controller's fitness runs on --vmc.workers processes); "
+            "launch it without torchrun"
+        )
     if not resume and options.stage not in (None, "collect"):
         raise RunConfigError(
             f"--stage {options.stage} needs the earlier stages' outputs, and {cfg.logdir} is a new run: start with "
