@@ -184,3 +184,55 @@ def test_torchrun_trains_one_run_that_rank_zero_writes_and_another_world_size_re
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["world_size"] == 1 and ckpt["streams"] == [600]
     assert ckpt["counters"]["train_steps"] == (600 - 200) * 8 // (4 * 8)
+
+
+def _rank_process(rank: int, marker: str) -> int | None:
+    """The pid of the torchrun worker of ``rank`` whose command line names ``marker``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if marker in cmdline and f"RANK={rank}" in environ and "worldmodels" in cmdline:
+            return int(entry)
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank's process through /proc")
+def test_a_rank_killed_mid_run_stops_the_others_cleanly_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "killed-run"
+    tiny = [f"--model.{k.replace('_', '-')}={v}" for k, v in TINY_MODEL.items() if not isinstance(v, bool)]
+    args = ["train", "--env", "CartPole-v1", "--steps", "100000", "--prefill", "100", "--batch", "4", "--seq-len", "8"]
+    args += [*tiny, "--train-ratio", "8", "--log-every", "100", "--eval-every", "100000", "--threads", "1"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "worldmodels"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*launch, *args, "--no-finish", "--logdir", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 180
+        metrics = run / "metrics.jsonl"
+        while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+            time.sleep(0.5)
+        victim = _rank_process(1, str(run))
+        assert victim is not None, "rank 1 not found"
+        os.kill(victim, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = out.decode(errors="replace")
+    assert proc.returncode != 0  # torchrun reports the lost rank
+    assert "rank 0" in text and "--resume" in text  # rank 0 said what happened and how to go on
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    reached = ckpt["counters"]["env_steps"]
+    assert reached >= 300
+    done = _torchrun(1, "train", "--resume", str(run), "--steps", str(reached + 100), "--no-finish")
+    assert f"done: {reached + 100} env steps" in done.stdout

@@ -135,6 +135,6 @@ def lost_rank_error(ranks: Ranks, at: int, unit: str, run_dir) -> Exception:
     saved = "rank 0 saved a checkpoint" if ranks.main else "rank 0 saves the checkpoint"
     return WorldModelsError(
         f"rank {ranks.rank}: another of the {ranks.world} ranks stopped at about {at:,} {unit} steps; {saved} "
-        f"and every rank flushed its replay. Continue with the same torchrun command and `wm train --resume {run_dir}` "
-        "(any number of ranks)"
+        "and the ranks still running flushed their replay shards. Continue with the same torchrun command and "
+        f"`wm train --resume {run_dir}` (any number of ranks)"
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +54,22 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -
     if device is not None and device.type != "cpu":
         out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
     return out
+
+
+@contextlib.contextmanager
+def deaf_to_stop_signals():
+    """Ignore SIGINT and SIGTERM while a stopping run saves what it has (restored after): a
+    second signal, such as torchrun's SIGTERM after another rank died, would otherwise cut the
+    save short. Signals can only be set from the main thread; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 class Every:
@@ -372,8 +391,9 @@ class Trainer:
                         self.save()
                         save_due, last_save = False, time.monotonic()
         except KeyboardInterrupt:
-            self.store.flush()
-            self.save(together=False)
+            with deaf_to_stop_signals():
+                self.store.flush()
+                self.save(together=False)
             self.echo(
                 f"interrupted at {c['env_steps']} env steps; saved. Continue with `wm train --resume {self.run_dir}`"
             )
@@ -381,8 +401,9 @@ class Trainer:
         except RuntimeError as err:
             if self.ranks.world == 1 or not distributed.peer_lost(err):
                 raise
-            self.store.flush()
-            self.save(together=False)
+            with deaf_to_stop_signals():
+                self.store.flush()
+                self.save(together=False)
             raise distributed.lost_rank_error(self.ranks, c["env_steps"], "env", self.run_dir) from err
         except NonFiniteLossError as err:
             self.store.flush()
@@ -437,7 +458,8 @@ class Trainer:
                         self.save()
                         last_save = time.monotonic()
         except KeyboardInterrupt:
-            self.save(together=False)
+            with deaf_to_stop_signals():
+                self.save(together=False)
             self.echo(
                 f"interrupted at {c['train_steps']} train steps; saved. Continue with "
                 f"`wm train --resume {self.run_dir}`"
@@ -446,7 +468,8 @@ class Trainer:
         except RuntimeError as err:
             if self.ranks.world == 1 or not distributed.peer_lost(err):
                 raise
-            self.save(together=False)
+            with deaf_to_stop_signals():
+                self.save(together=False)
             raise distributed.lost_rank_error(self.ranks, c["train_steps"], "train", self.run_dir) from err
         except NonFiniteLossError as err:
             last = self.run_dir / checkpoint.NAME
