@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent: dreamer (default), pets (ensemble + planner), mpc (RSSM + planner) or vmc (VAE + "
         "MDN-RNN + controller evolved in the dream)",
+        description="Train an agent. Launched by torchrun (`torchrun --nproc_per_node N -m worldmodels train ...`) "
+        "it trains data parallel: each rank its own envs and share of the batch, rank 0 writing the run.",
     )
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its stored config")
     train.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
