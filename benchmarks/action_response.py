@@ -15,11 +15,10 @@ observation sets the env's state. Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
+from json_out import emit
 
 
 def main() -> None:
@@ -72,10 +71,7 @@ def main() -> None:
         "real": real.round(4).tolist(),
         "model_over_real": (model / real).round(3).tolist(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from json_out import emit
 
 from worldmodels.data.replay import POSITION, ReplayStore, _chunk_name
 from worldmodels.run import checkpoint
@@ -200,10 +201,7 @@ def main() -> None:
         "per_kill": kills,
         "run": str(run),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from json_out import emit
 
 from worldmodels.data.datasets import load_dataset, save_dataset
 from worldmodels.run.record import Recording, record_dataset
@@ -77,10 +78,7 @@ def main() -> None:
             print(name, json.dumps(result[name]), flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

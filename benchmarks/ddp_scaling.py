@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from json_out import emit
 
 from worldmodels.agents.dreamer import make_dreamer
 from worldmodels.config import DreamerConfig, ModelConfig, apply_size
@@ -114,10 +115,7 @@ def main() -> None:
         f"speedup of {args.ranks} ranks over 1 process, {args.ranks} threads": median[names[0]] / median[names[2]],
         f"speedup of {args.ranks} ranks over 1 process, 1 thread": median[names[1]] / median[names[2]],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 import torch
+from json_out import emit
 
 
 def wm(*args: str) -> None:
@@ -206,10 +207,7 @@ def main() -> None:
     result["unadapted"] = score("unadapted", source, args.set_, target.episodes, args)
     if args.reference:
         result["reference"] = score("reference", Path(args.reference), args.set_, target.episodes, args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
     if args.plot:
         plot(report(out), args.plot)
 

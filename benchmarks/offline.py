@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from json_out import emit
+
 
 def wm(*args: str) -> None:
     command = [sys.executable, "-m", "worldmodels", *args]
@@ -93,10 +95,7 @@ def main() -> None:
             "returns": evaluation["returns"],
         }
         print(name, json.dumps(result["variants"][name]), flush=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
 
 
 def _replayed(cfg) -> int:

@@ -13,7 +13,6 @@ Compares every tensor of the two final checkpoints (agent and optimisers) and ev
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from json_out import emit
 
 from worldmodels.run import checkpoint
 from worldmodels.run.logger import read_metrics
@@ -118,10 +118,7 @@ def main() -> None:
         "set_aside_chunks": len(list((stopped / "replay" / "set-aside").glob("*.npz"))),
         "straight_s": round(straight_s, 1),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out, indent=1)
 
 
 if __name__ == "__main__":
