@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, RunConfigError
-from ..nn.distributed import any_rank, average_gradients, world_size
+from ..nn.distributed import any_rank, average_gradients
 from ..nn.optim import clip_by_agc_
 from ..registry import FAMILIES, agent_spec
 from ..specs import ActionSpec, ObsSpec
@@ -160,7 +160,7 @@ def check_finite(terms: Mapping[str, Tensor]) -> None:
             bad = (name, v)
             break
     device = next(iter(terms.values())).device if terms else "cpu"
-    where = any_rank(bad is not None, device) if world_size() > 1 else (0 if bad else -1)
+    where = any_rank(bad is not None, device)
     if where < 0:
         return
     if bad is None:

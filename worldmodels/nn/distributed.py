@@ -86,10 +86,11 @@ def sum_over_ranks(x: Tensor) -> Tensor:
 def moments(x: Tensor) -> tuple[int, Tensor, Tensor]:
     """Rows, mean and sum of squared deviations per column of ``x (N, D)`` over every rank's rows
     (two passes, so as exact as one process's ``mean`` and ``var`` of them all)."""
-    n = int(sum_over_ranks(torch.tensor([x.shape[0]], dtype=x.dtype, device=x.device)))
+    count_and_sum = sum_over_ranks(torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)]))  # one reduction
+    n = int(count_and_sum[0])
     if n == 0:
         return 0, x.new_zeros(x.shape[-1]), x.new_zeros(x.shape[-1])
-    mean = sum_over_ranks(x.sum(0)) / n
+    mean = count_and_sum[1:] / n
     return n, mean, sum_over_ranks(((x - mean) ** 2).sum(0))
 
 

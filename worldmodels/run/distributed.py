@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import RunConfigError
+from ..nn.distributed import sum_over_ranks, world_size
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,10 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def broadcast_module(module: torch.nn.Module) -> None:
     """Every rank takes rank 0's parameters and buffers (the same seed builds the same model on
     every rank; this makes it so whatever the initialisers draw, and after a resume)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if world_size() == 1:
         return
     for tensor in [*module.parameters(), *module.buffers()]:
         dist.broadcast(tensor.data, src=0)
@@ -105,16 +101,14 @@ def broadcast_module(module: torch.nn.Module) -> None:
 
 def total(value: int, device: torch.device | None = None) -> int:
     """``value`` summed over the ranks."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=device or "cpu")
-    dist.all_reduce(t)
-    return int(t)
+    return int(sum_over_ranks(torch.tensor([value], dtype=torch.int64, device=device or "cpu")))
 
 
 def gather_lists(values: list[int]) -> list[int]:
     """Every rank's ``values`` concatenated in rank order."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if world_size() == 1:
         return list(values)
     out: list[list[int] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(out, list(values))

@@ -37,8 +37,8 @@ def seed_everything(seed: int, deterministic: bool, salt: int = 0, rank: int = 0
     ``salt`` (the steps a resumed run's replay already holds) starts streams that continue none
     of those a killed process drew, so a resume does not replay its random actions and batches;
     ``rank`` > 0 (a distributed run's other processes) draws streams of its own."""
-    key = [seed, salt] if rank == 0 else [seed, salt, rank]
-    mixed = seed if salt == 0 and rank == 0 else int(np.random.SeedSequence(key).generate_state(1)[0])
+    tail = [salt, rank] if rank else [salt] if salt else []
+    mixed = int(np.random.SeedSequence([seed, *tail]).generate_state(1)[0]) if tail else seed
     random.seed(mixed)
     np.random.seed(mixed)
     torch.manual_seed(mixed)
@@ -46,7 +46,7 @@ def seed_everything(seed: int, deterministic: bool, salt: int = 0, rank: int = 0
         torch.use_deterministic_algorithms(True)
     # A stream of its own: seeded like the env's generator it would replay the env's draws
     # (random prefill actions would copy the env's random events).
-    return np.random.default_rng([seed, 7919, *([salt] if salt or rank else []), *([rank] if rank else [])])
+    return np.random.default_rng([seed, 7919, *tail])
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | None = None) -> dict[str, torch.Tensor]:
@@ -324,10 +324,8 @@ class Trainer:
         it). Every rank calls it (``together``: they gather where their replay shards stand); rank
         0 writes. ``together=False`` (on an interrupt, or when a rank went away) gathers nothing,
         and a resume then counts from the replay."""
-        if self.ranks.world == 1:
-            streams = [p.steps for p in self.store.positions]
-        else:
-            streams = distributed.gather_lists([p.steps for p in self.store.positions]) if together else []
+        held = [p.steps for p in self.store.positions]
+        streams = distributed.gather_lists(held) if together or self.ranks.world == 1 else []
         if not self.ranks.main:
             return None
         payload = {
@@ -550,7 +548,7 @@ class Trainer:
         world = self.ranks.world  # the ranks step in lockstep, each its own envs
         c["agent_steps"] += cfg.envs * world
         c["env_steps"] += cfg.envs * world * cfg.action_repeat
-        c["episodes"] += len(finished) if world == 1 else distributed.total(len(finished), self.agent.device)
+        c["episodes"] += distributed.total(len(finished), self.agent.device)
         for ret, length in finished:
             self.last_return = ret
             self.logger.add({"episode/return": ret, "episode/length": length})
@@ -572,8 +570,6 @@ class Trainer:
         """``flag`` as every rank must act on it: whether it holds on any rank (``every``: on all of
         them). One reduction in a distributed run, so a decision with a collective behind it
         (a checkpoint, a train step) is taken by all ranks or none."""
-        if self.ranks.world == 1:
-            return flag
         held = distributed.total(int(bool(flag)), self.agent.device)
         return held == self.ranks.world if every else held > 0
 
