@@ -186,6 +186,38 @@ class TextObsEnv(CueEnv):
         self.observation_space = spaces.Text(8)
 
 
+class LaneEnv(gym.Env):
+    """A lane with a hazard across its middle: the agent moves one tenth of the lane per step (10
+    steps) and picks its sideways velocity (y += 0.25 a, within [-1, 1]). Each step pays 1 - |y|
+    (the centre line pays most: the tempting shortcut) and costs 1 when it ends in the hazard:
+    steps 3 to 6 with |y| < 0.3. Staying on the centre line earns 10 and pays 4; going round (out
+    to |y| >= 0.3 before step 3, back after step 6) earns about 8 and pays 0."""
+
+    reports_cost = True
+    metadata = {"render_modes": []}
+
+    def __init__(self, render_mode: str | None = None, nan_cost_at: int = 0):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.nan_cost_at = nan_cost_at  # a broken cost signal, for the error tests
+
+    def _obs(self):
+        return np.array([self.t / 10, self.y], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.y = 0, 0.0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.y = float(np.clip(self.y + 0.25 * float(np.clip(action, -1, 1)[0]), -1, 1))
+        cost = float(3 <= self.t <= 6 and abs(self.y) < 0.3)
+        if self.t == self.nan_cost_at:
+            cost = float("nan")
+        return self._obs(), 1.0 - abs(self.y), False, self.t >= 10, {"cost": cost}
+
+
 def register() -> None:
     for name, cls in [
         ("Cue", CueEnv),
@@ -200,3 +232,5 @@ def register() -> None:
         env_id = f"wmtest/{name}-v0"
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=f"tests.toy_envs:{cls.__name__}")
+    if "wmtest/Lane-v0" not in gym.registry:  # with a time limit: a cost limit is spread over it
+        gym.register("wmtest/Lane-v0", entry_point="tests.toy_envs:LaneEnv", max_episode_steps=10)

@@ -411,6 +411,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mode=not args.sample,
     )
     print(f"return {result['mean_return']:.1f} ± {result['std_return']:.1f} over {result['episodes']} episodes")
+    if "mean_cost" in result:
+        over = result.get("cost_violation_rate")
+        limit = f", {over:.0%} of episodes over the limit {result['cost_limit']:g}" if over is not None else ""
+        print(f"cost {result['mean_cost']:.2f} ± {result['std_cost']:.2f} per episode{limit}")
     print(f"wrote {Path(args.run) / 'eval.json'}" + (f" and {result['video']}" if "video" in result else ""))
     return 0
 

@@ -42,6 +42,8 @@ def _f(
 # --penalty of agents that learn in imagination, for --offline runs unless given (docs/DESIGN.md,
 # "Datasets and offline learning").
 OFFLINE_PENALTY = 1.0
+# --cost-limit's "none".
+NO_COST_LIMIT = -1.0
 
 
 @dataclass
@@ -120,6 +122,12 @@ class DreamerConfig:
         "the rest dynamics)",
     )
     actor_grad_mix: float = _f(0.5, "share of reinforce in --dreamer.actor-grad mix", ge=0, le=1)
+    lagrange_kp: float = _f(
+        0.1, "--cost-limit: proportional gain of the PID Lagrange multiplier, per unit of relative violation", ge=0
+    )
+    lagrange_ki: float = _f(0.01, "--cost-limit: integral gain of the PID Lagrange multiplier, per update", ge=0)
+    lagrange_kd: float = _f(0.0, "--cost-limit: derivative gain of the PID Lagrange multiplier", ge=0)
+    lagrange_max: float = _f(100.0, "--cost-limit: the Lagrange multiplier's ceiling", gt=0)
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range", ge=0, lt=1)
     imag_bf16: bool = _f(
         True,
@@ -150,7 +158,18 @@ class PlanConfig:
     init_std: float = _f(0.5, "initial sampling std, as a fraction of the action half-range", gt=0)
     min_std: float = _f(0.05, "floor of the sampling std, as a fraction of the action half-range", gt=0)
     particles: int = _f(1, "particles per ensemble member and candidate (trajectory sampling)", ge=1)
-    objective: str = _f("mean", "mean | risk (mean - beta*std across members) | cvar | optimistic (+beta*std)")
+    objective: str = _f(
+        "mean",
+        "mean | risk (mean - beta*std across members) | cvar | optimistic (+beta*std) | constrained (plans whose "
+        "pessimistic predicted cost fits --cost-limit first, by return; the rest by cost; the default with "
+        "--cost-limit)",
+    )
+    cost_quantile: float = _f(
+        0.9, "constrained: the quantile of the members' (or particles') predicted costs a plan is judged by", ge=0, le=1
+    )
+    cost_slack: float = _f(
+        0.02, "constrained: predicted cost over the plan tolerated beyond its share of --cost-limit (model noise)", ge=0
+    )
     beta: float = _f(1.0, "weight of the spread in the risk and optimistic objectives", ge=0)
     cvar_alpha: float = _f(0.1, "cvar: mean of this worst fraction of particle returns", gt=0, le=1)
     discount: float = _f(0.99, "discount of rewards along a plan", ge=0, le=1)
@@ -232,7 +251,7 @@ VMC_RETRAINABLE = {
         "population", "rollouts_per_candidate", "sigma0", "temperature", "dream_max_steps", "calibrate_done",
     ),
 }  # fmt: skip
-OBJECTIVES = ("mean", "risk", "cvar", "optimistic")
+OBJECTIVES = ("mean", "risk", "cvar", "optimistic", "constrained")
 CONTROLLERS = ("sequence", "linear")
 EVAL_POLICIES = ("greedy", "sampled")
 OPTIMIZERS = ("laprop", "adam")
@@ -353,6 +372,25 @@ class Config:
         "--plan.objective risk instead)",
         ge=0,
     )
+    cost_limit: float = _f(
+        NO_COST_LIMIT,
+        "the most cost an episode may pay (the env's info['cost'] summed): dreamer and mpc learn under it with a "
+        "Lagrange multiplier, pets and mpc plan under it (--plan.objective constrained); -1: no limit (an env that "
+        "charges costs still has them recorded, predicted and reported)",
+        ge=NO_COST_LIMIT,
+    )
+    cost_horizon: int = _f(
+        0,
+        "episode length --cost-limit is spread over (its share per step is limit / horizon); 0: the env's time "
+        "limit, stored once the run starts",
+        ge=0,
+    )
+    pretrain_dream: int = _f(
+        0,
+        "world-model and behaviour updates on the prefill data before the agent's first own action: compute "
+        "spent in the dream instead of real risk",
+        ge=0,
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -437,6 +475,8 @@ def resolve(given: dict[str, Any]) -> Config:
 
     spec = agent_spec(given.get("agent", "dreamer"))
     flat = {**spec.defaults, **(spec.offline_defaults if given.get("offline") else {}), **given}
+    if given.get("cost_limit", NO_COST_LIMIT) != NO_COST_LIMIT and "plan.objective" not in given:
+        flat["plan.objective"] = "constrained"  # planners respect the limit unless told otherwise
     cfg = dataclasses.replace(Config(), **{k: v for k, v in flat.items() if "." not in k})
     blocks = {name: getattr(cfg, name) for name in BLOCKS}
     blocks["model"] = apply_size(cfg.model, cfg.size)
@@ -581,6 +621,15 @@ ADDED_LATER: dict[str, Any] = {
     "offline": False,
     "dataset_share": 0.0,
     "penalty": 0.0,
+    "cost_limit": NO_COST_LIMIT,
+    "cost_horizon": 0,
+    "pretrain_dream": 0,
+    "plan.cost_quantile": 0.9,
+    "plan.cost_slack": 0.02,
+    "dreamer.lagrange_kp": 0.1,
+    "dreamer.lagrange_ki": 0.01,
+    "dreamer.lagrange_kd": 0.0,
+    "dreamer.lagrange_max": 100.0,
     "model.prior_heads": 5,
     "episodes": 0,
     "finetune_from": "",
@@ -745,6 +794,7 @@ def validate(cfg: Config, *, device: bool = True) -> None:
     env_kwargs(cfg)
     check_domain_specs(cfg)
     check_dataset(cfg)
+    check_costs(cfg)
     if spec.validate is not None:
         spec.validate(cfg)
 
@@ -778,11 +828,50 @@ def check_dataset(cfg: Config) -> None:
         raise ValueError("--dataset-share mixes a dataset with collected steps; --offline collects none: drop one")
 
 
+def has_cost_limit(cfg: Config) -> bool:
+    return cfg.cost_limit != NO_COST_LIMIT
+
+
+def check_costs(cfg: Config) -> None:
+    """``--cost-limit`` is a cost per episode (>= 0, or -1 for none); what plans or learns under it
+    needs it; ``--pretrain-dream`` needs prefill data to dream from."""
+    if cfg.cost_limit < 0 and cfg.cost_limit != NO_COST_LIMIT:
+        raise ValueError(
+            f"--cost-limit is the most cost an episode may pay, so it is >= 0 (got {cfg.cost_limit}); "
+            "-1, the default, means no limit"
+        )
+    if cfg.plan.objective == "constrained" and not has_cost_limit(cfg):
+        raise ValueError(
+            "--plan.objective constrained plans under a cost budget: give it with --cost-limit C (the most cost an "
+            "episode may pay), on an env that reports info['cost']"
+        )
+    if cfg.pretrain_dream and cfg.prefill < cfg.seq_len:
+        raise ValueError(
+            f"--pretrain-dream {cfg.pretrain_dream} trains on the prefill data before the first own action, and "
+            f"--prefill {cfg.prefill} is less than one training sequence ({cfg.seq_len} steps); raise --prefill"
+        )
+    if cfg.pretrain_dream and cfg.offline:
+        raise ValueError("--pretrain-dream trains before the first real action; --offline never acts: drop one")
+
+
+def with_cost_horizon(cfg: Config, episode_limit: int | None) -> Config:
+    """``cfg`` with ``cost_horizon`` set to the env's time limit where a cost limit needs it and
+    none was given; a run on an env without one must say how long its episodes are."""
+    if not has_cost_limit(cfg) or cfg.cost_horizon:
+        return cfg
+    if not episode_limit:
+        raise ValueError(
+            f"--cost-limit {cfg.cost_limit} is a cost per episode, and {cfg.env} sets no time limit to spread it "
+            "over: give --cost-horizon N (the episode length it is spread over) or --max-episode-steps N"
+        )
+    return dataclasses.replace(cfg, cost_horizon=int(episode_limit))
+
+
 def validate_mpc(cfg: Config) -> None:
     if cfg.plan.objective in ("risk", "optimistic"):
         raise ValueError(
             f"--plan.objective {cfg.plan.objective} needs an ensemble's spread (--agent pets); "
-            "the latent model's particles support mean and cvar"
+            "the latent model's particles support mean, cvar and constrained"
         )
     validate_dreamer(cfg)
 
@@ -820,6 +909,11 @@ def validate_pets(cfg: Config) -> None:
 
 def validate_vmc(cfg: Config) -> None:
     validate_dreamer(cfg)
+    if has_cost_limit(cfg) or cfg.pretrain_dream:
+        raise ValueError(
+            "--cost-limit and --pretrain-dream are for agents that learn or plan in the replay loop (dreamer, mpc, "
+            "pets); V/M/C evolves its controller in a stage of its own, which predicts no costs. Use --agent dreamer"
+        )
     if cfg.penalty:
         raise ValueError(
             "--penalty lowers imagined rewards where the model's members disagree; V/M/C's MDN-RNN is one model "

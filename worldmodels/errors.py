@@ -30,6 +30,10 @@ class ReplayWriteError(WorldModelsError):
     pass
 
 
+class CostError(WorldModelsError):
+    """An env that should charge a cost (``info["cost"]``) charged none, or a non-finite one."""
+
+
 class NonFiniteLossError(WorldModelsError):
     """A loss term became NaN or infinite; parameters were not updated with it."""
 

@@ -131,6 +131,7 @@ PLANNERS.register("mppi", "worldmodels.planning.mppi:MPPI", discrete=False)
 PLANNERS.register("mcts", "worldmodels.planning.mcts:MCTS", discrete=True)
 
 SUITES.register("dmc", "worldmodels.envs.dmc:make_dmc", extra="dmc", spelling="dmc:walker-walk")
+SUITES.register("safe", "worldmodels.envs.safe:make_safe", spelling="safe:PointGoal")
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..behavior.actor_critic import Actor, Critic, SlowCritic, actor_critic_losses
+from ..behavior.actor_critic import Actor, CostTerms, Critic, SlowCritic, actor_critic_losses
+from ..behavior.constraints import PIDLagrangian, episode_cost
 from ..behavior.returns import ReturnScale, lambda_returns, replay_lambda_returns
-from ..config import OFFLINE_PENALTY, DreamerConfig, ModelConfig, validate_dreamer
+from ..config import NO_COST_LIMIT, OFFLINE_PENALTY, DreamerConfig, ModelConfig, validate_dreamer
 from ..errors import RunConfigError
-from ..models.base import DISAGREES, WorldModelBase
+from ..models.base import COSTS, DISAGREES, WorldModelBase
 from ..nn.layers import time_slice
 from ..nn.optim import make_optimizer
 from ..registry import AgentSpec
-from ..specs import DOMAIN, ActionSpec, ObsSpec
+from ..specs import COST, DOMAIN, ActionSpec, ObsSpec
 from .base import Agent, build_adversary, build_world_model, check_finite, clip_gradients
 
 
@@ -98,6 +99,9 @@ class Dreamer(Agent):
         model_bf16: bool = False,
         adversary: nn.Module | None = None,
         penalty: float = 0.0,
+        cost_limit: float | None = None,
+        cost_horizon: int = 0,
+        lagrange: dict[str, float] | None = None,
     ):
         super().__init__()
         self.world_model = world_model
@@ -119,8 +123,26 @@ class Dreamer(Agent):
         self.critic = Critic(feat, units=units, layers=layers, bins=bins, onehot=onehot)
         self.slow_critic = SlowCritic(self.critic)
         self.return_scale = ReturnScale(decay=return_decay)
+        # Constrained learning (--cost-limit): a cost critic and a Lagrange multiplier that holds
+        # the imagined cost per episode under the limit (behavior/constraints.py).
+        self.cost_limit, self.cost_horizon = cost_limit, cost_horizon
+        if cost_limit is not None:
+            check_costs_learnable(world_model, cost_horizon)
+            self.cost_critic = Critic(feat, units=units, layers=layers, bins=bins, onehot=onehot)
+            self.slow_cost_critic = SlowCritic(self.cost_critic)
+            self.cost_scale = ReturnScale(decay=return_decay)
+            gains = lagrange or {}
+            self.lagrangian = PIDLagrangian(
+                cost_limit,
+                kp=gains.get("kp", 0.1),
+                ki=gains.get("ki", 0.01),
+                kd=gains.get("kd", 0.0),
+                ceiling=gains.get("ceiling", 100.0),
+            )
         self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
         self.clips = {"model": model_clip, "actor": ac_clip, "critic": ac_clip}
+        if cost_limit is not None:
+            self.clips["cost_critic"] = ac_clip
         self.agc = agc
         self.slow_fraction, self.slow_reg, self.slow_targets = slow_critic_fraction, slow_critic_reg, slow_targets
         self.replay_value, self.replay_value_grad = replay_value, replay_value_grad
@@ -132,18 +154,24 @@ class Dreamer(Agent):
         self._replay_shape = (16, 32)
         # Adam keeps the epsilons of DreamerV3's first version; LaProp takes its own (1e-20).
         eps = (
-            {"model": 1e-8, "actor": 1e-5, "critic": 1e-5}
+            {"model": 1e-8, "actor": 1e-5, "critic": 1e-5, "cost_critic": 1e-5}
             if optimizer == "adam"
             else dict.fromkeys(self.clips, laprop_eps)
         )
-        lrs = {"model": model_lr, "actor": actor_lr, "critic": critic_lr}
+        lrs = {"model": model_lr, "actor": actor_lr, "critic": critic_lr, "cost_critic": critic_lr}
         self.optimizers = {
             name: make_optimizer(optimizer, self._params(name), lr=lrs[name], eps=eps[name], warmup=warmup)
-            for name in ("model", "actor", "critic")
+            for name in self.clips
         }
 
+    @property
+    def constrained(self) -> bool:
+        """Whether the actor learns under a cost limit."""
+        return self.cost_limit is not None
+
     def _params(self, name: str) -> list[nn.Parameter]:
-        module = {"model": self.world_model, "actor": self.actor, "critic": self.critic}[name]
+        modules = {"model": self.world_model, "actor": self.actor, "critic": self.critic}
+        module = self.cost_critic if name == "cost_critic" else modules[name]
         extra = self.adversary.parameters() if name == "model" and self.adversary is not None else ()
         return [*module.parameters(), *extra]
 
@@ -255,8 +283,13 @@ class Dreamer(Agent):
         check_finite({**terms, **ac_losses} if joint else ac_losses)  # before the networks change
         names = ["model", "critic", "actor"] if joint else ["critic", "actor"]
         loss = ac_losses["critic"] + ac_losses["actor"] + (model_loss if joint else 0.0)
+        if self.constrained:
+            names.append("cost_critic")
+            loss = loss + ac_losses["cost_critic"]
         self._step(names, loss, norms)
         self.slow_critic.update(self.critic, self.slow_fraction)
+        if self.constrained:
+            self.slow_cost_critic.update(self.cost_critic, self.slow_fraction)
 
         out = {f"loss/{k}": v.item() for k, v in terms.items()}
         out.update({f"loss/{k}": v.item() for k, v in ac_losses.items()})
@@ -296,6 +329,7 @@ class Dreamer(Agent):
                 feat = self._full(feat)
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
                 value = self._target_critic()(feat).mean()  # (N, H+1)
+                cost_value = self._target_cost_critic()(feat).mean() if self.constrained else None
         else:
             # The return's gradient flows through the rollout into the actor only: the world model and
             # the critic are held fixed while it is built (their gradients come from their own losses).
@@ -304,12 +338,16 @@ class Dreamer(Agent):
                 feat = self._full(feat)
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
                 value = self._target_critic()(feat).mean()
+                cost_value = self._target_cost_critic()(feat).mean() if self.constrained else None
         reward, cont, value = self._full(heads["reward"]), self._full(heads["cont"]), self._full(value)
         reward, doubt = self.penalised(feat[:, 1:], reward)
         returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
         # Weight of step k: probability the episode is still going at s_k.
         weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1).detach()
         scale = self.return_scale.update(returns)
+        cost = None
+        if self.constrained:
+            cost = self._cost_terms(heads[COST], cont, self._full(cost_value))
         with self._autocast(self.imag_bf16):
             losses, metrics = actor_critic_losses(
                 actor=self.actor,
@@ -324,10 +362,26 @@ class Dreamer(Agent):
                 entropy=self.entropy,
                 slow_reg=self.slow_reg,
                 reinforce=self.reinforce,
+                cost=cost,
             )
+        if cost is not None:
+            metrics["imag/episode_cost"] = self._measured_cost
         if doubt is not None:
             metrics["imag/disagreement"] = doubt.mean()
         return losses, metrics, returns[:, 0].detach()
+
+    def _target_cost_critic(self) -> nn.Module:
+        return self.slow_cost_critic if self.slow_targets else self.cost_critic
+
+    def _cost_terms(self, cost: Tensor, cont: Tensor, cost_value: Tensor) -> CostTerms:
+        """The imagined costs' lambda-returns and scale, and the multiplier after this update's
+        measurement of the cost per episode."""
+        cost = self._full(cost).float().clamp_min(0.0)  # a cost is never negative; the head's mean may dip below
+        returns = lambda_returns(cost, cont, cost_value, gamma=self.gamma, lam=self.lam)
+        self._measured_cost = episode_cost(returns[:, 0], self.gamma, self.cost_horizon)
+        multiplier = self.lagrangian.update(self._measured_cost)
+        scale = self.cost_scale.update(returns)
+        return CostTerms(self.cost_critic, self.slow_cost_critic, returns, cost_value, scale, multiplier)
 
     def penalised(self, feat: Any, reward: Tensor) -> tuple[Tensor, Tensor | None]:
         """Imagined rewards less ``penalty`` times the world model's disagreement about each state
@@ -354,6 +408,23 @@ class Dreamer(Agent):
         return (nll * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def check_costs_learnable(world_model: WorldModelBase, cost_horizon: int) -> None:
+    """Constrained learning needs a model that predicts costs and the episode length the limit
+    is spread over."""
+    if COSTS not in world_model.capabilities:
+        raise RunConfigError(
+            f"--cost-limit trains the actor against the world model's predicted costs, and "
+            f"{type(world_model).__name__} predicts none: the env reports no cost (use one that puts info['cost'] "
+            "in its steps, such as the safe: suite, or wrap it in worldmodels.envs.costs.CostWrapper), or the family "
+            "has no cost head"
+        )
+    if cost_horizon < 1:
+        raise RunConfigError(
+            "--cost-limit is a cost per episode, spread over --cost-horizon steps, which is 0 here: set it (a training "
+            "run sets it to the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
+        )
+
+
 @contextlib.contextmanager
 def frozen(*modules: nn.Module):
     """Parameters of ``modules`` record no gradient inside (activations still carry it)."""
@@ -376,6 +447,8 @@ def make_dreamer(
     world_model: WorldModelBase | None = None,
     adversary: nn.Module | None = None,
     penalty: float = 0.0,
+    cost_limit: float = NO_COST_LIMIT,
+    cost_horizon: int = 0,
 ) -> Dreamer:
     """Build a Dreamer agent (or a subclass that only acts differently) from the config blocks;
     the world model is the RSSM of ``model`` unless one is given."""
@@ -417,6 +490,14 @@ def make_dreamer(
         model_bf16=model.bf16,
         adversary=adversary,
         penalty=penalty,
+        cost_limit=None if cost_limit == NO_COST_LIMIT else cost_limit,
+        cost_horizon=cost_horizon,
+        lagrange={
+            "kp": agent.lagrange_kp,
+            "ki": agent.lagrange_ki,
+            "kd": agent.lagrange_kd,
+            "ceiling": agent.lagrange_max,
+        },
     )
 
 
@@ -424,7 +505,15 @@ def build_dreamer(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> Dreamer:
     wm = build_world_model(cfg, obs_spec, action_spec)
     adversary = build_adversary(cfg, wm)
     agent = make_dreamer(
-        obs_spec, action_spec, cfg.model, cfg.dreamer, world_model=wm, adversary=adversary, penalty=cfg.penalty
+        obs_spec,
+        action_spec,
+        cfg.model,
+        cfg.dreamer,
+        world_model=wm,
+        adversary=adversary,
+        penalty=cfg.penalty,
+        cost_limit=cfg.cost_limit,
+        cost_horizon=cfg.cost_horizon,
     )
     agent.configure_replay(cfg.batch, cfg.seq_len)
     return agent

@@ -15,12 +15,12 @@ import torch
 from torch import Tensor
 
 from ..config import OFFLINE_PENALTY, Config, validate_mpc
-from ..planning.objectives import discounted_return, summarize
+from ..planning.objectives import constrained, discounted_return, summarize
 from ..registry import AgentSpec
-from ..specs import ActionSpec, ObsSpec
+from ..specs import COST, ActionSpec, ObsSpec
 from .base import build_adversary, build_world_model
 from .dreamer import Dreamer, make_dreamer
-from .planners import build_planner, is_tree_search, on_device, plan_first_action
+from .planners import PlanBudget, build_planner, check_constrained, is_tree_search, on_device, plan_first_action
 
 
 class MPCCarry(NamedTuple):
@@ -42,7 +42,11 @@ class LatentMPC(Dreamer):
         discount: float = 0.99,
         policy_samples: int = 24,
         bf16: bool = False,
+        budget: PlanBudget | None = None,
     ) -> LatentMPC:
+        if objective == "constrained":
+            budget = check_constrained(self.world_model, budget)
+        self.budget = budget
         self.planner, self.particles, self.objective_kind = planner, particles, objective
         self.cvar_alpha, self.discount, self.policy_samples, self.plan_bf16 = cvar_alpha, discount, policy_samples, bf16
         return self
@@ -55,7 +59,9 @@ class LatentMPC(Dreamer):
         """Scores of action sequences ``(N, H, A)`` from one posterior ``start (1,)``.
 
         Rolls out with the world model's ``imagine_features``, the same fast path as
-        actor-critic training.
+        actor-critic training. ``constrained``: plans whose predicted cost over the horizon fits
+        the budget first, ranked by return less the Lagrange multiplier times their cost return
+        (the cost critic's value at the horizon included), when the agent learns under the limit.
         """
         wm, m = self.world_model, self.particles
 
@@ -67,8 +73,16 @@ class LatentMPC(Dreamer):
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
                 value = self.slow_critic(feat[:, horizon:]).mean()[:, 0]
             reward, _ = self.penalised(feat[:, 1:], heads["reward"].float())
-            returns = discounted_return(reward, heads["cont"].float(), self.discount, value.float())
-            return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
+            cont = heads["cont"].float()
+            returns = discounted_return(reward, cont, self.discount, value.float())
+            if self.objective_kind != "constrained":
+                return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
+            cost = heads[COST].float().clamp_min(0.0)
+            if self.constrained:  # what the plan costs beyond its horizon counts against it too
+                tail = self.slow_cost_critic(feat[:, horizon:]).mean()[:, 0].float()
+                returns = returns - self.lagrangian.multiplier * discounted_return(cost, cont, self.discount, tail)
+            spent = discounted_return(cost, cont, 1.0).reshape(n, 1, m)
+            return constrained(returns.reshape(n, 1, m), spent, self.budget.plan(horizon), self.budget.quantile)
 
         return on_device(score, self.device)
 
@@ -119,7 +133,14 @@ class LatentMPC(Dreamer):
         def prior(state: Any) -> Tensor:
             return self.actor.probs(wm.features(state))[0]
 
-        return eye[self.planner.choose(start, step, value, prior, explore=explore)]
+        def allowed(state: Any) -> Tensor:  # actions whose predicted one-step cost fits the budget
+            n = self.action_spec.dim
+            nxt = wm.advance(state.map(lambda x: x.expand(n, *x.shape[1:])), eye)
+            cost = wm.predict(wm.features(nxt), decode_obs=False)[COST].float()
+            return cost <= self.budget.plan(1)
+
+        pruned = allowed if self.objective_kind == "constrained" else None
+        return eye[self.planner.choose(start, step, value, prior, explore=explore, allowed=pruned)]
 
 
 def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentMPC:
@@ -134,6 +155,8 @@ def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentM
         world_model=wm,
         adversary=adversary,
         penalty=cfg.penalty,
+        cost_limit=cfg.cost_limit,
+        cost_horizon=cfg.cost_horizon,
     )
     agent.configure_replay(cfg.batch, cfg.seq_len)
     p = cfg.plan
@@ -145,6 +168,7 @@ def make_mpc(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> LatentM
         discount=p.discount,
         policy_samples=p.policy_samples,
         bf16=p.bf16,
+        budget=PlanBudget.from_config(cfg),
     )
 
 

@@ -34,12 +34,20 @@ from ..behavior.returns import replay_lambda_returns
 from ..config import Config, validate_pets
 from ..models.ensemble import EnsembleMLP, GaussianEnsemble
 from ..planning.feedback import LinearFeedback
-from ..planning.objectives import discounted_return, summarize
+from ..planning.objectives import constrained, discounted_return, summarize
 from ..registry import AgentSpec
-from ..specs import VECTOR, ActionSpec, ObsSpec
+from ..specs import COST, VECTOR, ActionSpec, ObsSpec
 from .base import Agent, build_world_model, optimize
 from .dreamer import autocast
-from .planners import build_planner, is_tree_search, on_device, plan_feedback, plan_first_action
+from .planners import (
+    PlanBudget,
+    build_planner,
+    check_constrained,
+    is_tree_search,
+    on_device,
+    plan_feedback,
+    plan_first_action,
+)
 
 
 class PlanCarry(NamedTuple):
@@ -71,9 +79,13 @@ class PETS(Agent):
         value_lambda: float = 0.95,
         feedback: LinearFeedback | None = None,
         horizon: int | None = None,
+        budget: PlanBudget | None = None,
     ):
         super().__init__()
         self.obs_spec, self.action_spec = obs_spec, action_spec
+        if objective == "constrained":
+            budget = check_constrained(ensemble, budget)
+        self.budget = budget
         self.ensemble, self.planner = ensemble, planner
         self.batch, self.particles = batch, particles
         self.objective_kind, self.beta, self.cvar_alpha, self.discount = objective, beta, cvar_alpha, discount
@@ -129,7 +141,9 @@ class PETS(Agent):
             return x.reshape(k, -1, *x.shape[1:])
 
         obs = batch[VECTOR].float()
+        cost = {"cost": split(batch[COST][:, 1].float())} if self.ensemble.costs else {}
         return {
+            **cost,
             "obs": split(obs[:, 0]),
             "action": split(batch["action"][:, 0].float()),
             "reward": split(batch["reward"][:, 1].float()),
@@ -146,7 +160,9 @@ class PETS(Agent):
         e = self.ensemble
         e.inputs.update(torch.cat([t["obs"], t["action"]], -1)[valid])
         e.targets.update(torch.cat([t["next_obs"] - t["obs"], t["reward"][..., None]], -1)[valid])
-        loss, metrics = e.transition_loss(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminal"], valid)
+        loss, metrics = e.transition_loss(
+            t["obs"], t["action"], t["reward"], t["next_obs"], t["terminal"], valid, t.get("cost")
+        )
         optimize(self.optimizers["model"], loss, check={"ensemble_nll": loss})
         out = {"loss/ensemble": loss.item(), **{f"ensemble/{k}": v.item() for k, v in metrics.items()}}
         if self.value is not None:
@@ -215,6 +231,9 @@ class PETS(Agent):
             if self.value is not None:  # head k values the particles of member k
                 bootstrap = self.state_value(roll.states[..., -1, :].float().transpose(0, 1)).transpose(0, 1)
             returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount, bootstrap)
+            if self.objective_kind == "constrained":  # the cost a plan expects, undiscounted like the limit
+                costs = discounted_return(roll.costs.float(), roll.conts.float(), 1.0)
+                return constrained(returns, costs, self.budget.plan(self.horizon), self.budget.quantile)
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
         return on_device(score, self.device)
@@ -260,7 +279,13 @@ class PETS(Agent):
         def value(s: Tensor) -> float:
             return 0.0 if self.value is None else float(self.mean_state_value(s))
 
-        index = self.planner.choose(state, step, value=value, explore=explore)
+        def allowed(s: Tensor) -> Tensor:  # actions whose pessimistic one-step cost fits the budget
+            n = self.action_spec.dim
+            _, _, _, cost = self.ensemble.step(s.expand(k, n, -1), eye.expand(k, -1, -1), sample=False, with_cost=True)
+            return torch.quantile(cost.float(), self.budget.quantile, dim=0) <= self.budget.plan(1)
+
+        pruned = allowed if self.objective_kind == "constrained" else None
+        index = self.planner.choose(state, step, value=value, explore=explore, allowed=pruned)
         return eye[index]
 
 
@@ -290,6 +315,7 @@ def make_pets(obs_spec: ObsSpec, action_spec: ActionSpec, cfg: Config) -> PETS:
         value_lambda=e.value_lambda,
         feedback=feedback,
         horizon=p.horizon,
+        budget=PlanBudget.from_config(cfg),
     )
 
 

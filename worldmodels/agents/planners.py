@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..config import PlanConfig
-from ..errors import PlannerConfigError
+from ..config import Config, PlanConfig
+from ..errors import PlannerConfigError, RunConfigError
+from ..models.base import COSTS
 from ..planning.feedback import GAIN_LIMIT, LinearFeedback
+from ..planning.objectives import cost_budget
 from ..planning.shooting import ShootingPlanner
 from ..registry import PLANNERS
 from ..specs import ActionSpec
@@ -87,3 +90,41 @@ def plan_feedback(planner: ShootingPlanner, objective, warm_start: Tensor | None
     also the next warm start (a time-invariant law needs no shift)."""
     planner.reset()
     return planner.plan(objective, init=warm_start).actions
+
+
+class PlanBudget(NamedTuple):
+    """What the constrained objective holds plans to: ``limit`` per episode of ``episode_length``
+    steps, ``slack`` over a plan for model noise, judged at the ``quantile`` of predicted costs."""
+
+    limit: float
+    episode_length: int
+    slack: float
+    quantile: float
+
+    def plan(self, horizon: int) -> float:
+        """The predicted cost a plan of ``horizon`` steps may carry."""
+        return cost_budget(self.limit, horizon, self.episode_length, self.slack)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PlanBudget | None:
+        if cfg.cost_limit < 0:
+            return None
+        if cfg.cost_horizon < 1:
+            raise RunConfigError(
+                "--cost-limit is spread over --cost-horizon steps, which is 0 here: set it (a training run sets it to "
+                "the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
+            )
+        return cls(cfg.cost_limit, cfg.cost_horizon, cfg.plan.cost_slack, cfg.plan.cost_quantile)
+
+
+def check_constrained(world_model, budget: PlanBudget | None) -> PlanBudget:
+    """The constrained objective needs a model that predicts costs and a budget to hold them to."""
+    if COSTS not in world_model.capabilities:
+        raise RunConfigError(
+            f"--plan.objective constrained ranks plans by their predicted cost, and {type(world_model).__name__} "
+            "predicts none: the env reports no cost (run on one that puts info['cost'] in its steps, such as the "
+            "safe: suite, with --cost-limit C), or the family has no cost head"
+        )
+    if budget is None:
+        raise RunConfigError("--plan.objective constrained needs a budget: give --cost-limit C")
+    return budget

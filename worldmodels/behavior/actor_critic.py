@@ -4,6 +4,7 @@ gradient of the imagined return through the model (Dreamer V1/V2), or a mix of b
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -119,6 +120,24 @@ class SlowCritic(nn.Module):
         return self.net(feat)
 
 
+class CostTerms(NamedTuple):
+    """The cost side of constrained actor-critic training (behavior/constraints.py)."""
+
+    critic: Critic  # the cost critic: the discounted cost return of a state
+    slow_critic: SlowCritic
+    returns: Tensor  # (N, H) cost lambda-returns
+    value: Tensor  # (N, H+1) the cost critic's values (bootstrap and baseline)
+    scale: Tensor  # () percentile scale of the cost returns, >= 1
+    multiplier: Tensor  # () the Lagrange multiplier, >= 0
+
+
+def value_loss(critic: Critic, slow_critic: SlowCritic, feat_k: Feat, returns: Tensor, weight: Tensor, slow_reg: float):
+    """The two-hot critic loss on ``sg(returns)`` plus the pull towards the slow critic."""
+    dist = critic(feat_k)
+    slow_target = slow_critic(feat_k).mean().detach()
+    return -(weight * (dist.log_prob(returns.detach()) + slow_reg * dist.log_prob(slow_target))).mean()
+
+
 def actor_critic_losses(
     *,
     actor: Actor,
@@ -133,27 +152,36 @@ def actor_critic_losses(
     entropy: float,
     slow_reg: float,
     reinforce: float = 1.0,  # share of REINFORCE in the actor's objective; the rest is the return's gradient
+    cost: CostTerms | None = None,  # constrained learning: the cost critic's terms and the multiplier
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Scalar actor and critic losses plus diagnostics.
 
     The actor maximises ``reinforce * logp(a) sg(R - v) + (1 - reinforce) * R`` per step, both in
     units of the return scale, plus the entropy bonus: the first term is the score-function
     estimator, the second backpropagates the return through the differentiable rollout
-    (``returns`` must then carry gradients). The critic fits ``sg(R)`` on detached states."""
+    (``returns`` must then carry gradients). The critic fits ``sg(R)`` on detached states.
+
+    With ``cost``, the return is the Lagrangian ``(R / S - lambda R_c / S_c) / (1 + lambda)``
+    (each in its own scale; dividing by ``1 + lambda`` keeps the step size as the multiplier
+    grows, as PPO-Lagrangian does), and the cost critic fits ``sg(R_c)`` (loss ``cost_critic``)."""
     feat_k = time_slice(feat, slice(None, -1))
     feat_k = feat_k.detach() if isinstance(feat_k, Tensor) else feat_k.map(lambda x: x.detach())
     weight = weight.detach()
     advantage = (returns - value[:, :-1]).detach() / scale
+    scaled_return = returns / scale
+    if cost is not None:
+        lam = cost.multiplier.detach()
+        cost_advantage = (cost.returns - cost.value[:, :-1]).detach() / cost.scale
+        advantage = (advantage - lam * cost_advantage) / (1 + lam)
+        scaled_return = (scaled_return - lam * cost.returns / cost.scale) / (1 + lam)
     logp, ent = actor.log_prob_entropy(feat_k, action.detach())
     objective = entropy * ent
     if reinforce > 0:
         objective = objective + reinforce * logp * advantage
     if reinforce < 1:
-        objective = objective + (1 - reinforce) * returns / scale
+        objective = objective + (1 - reinforce) * scaled_return
     actor_loss = -(weight * objective).mean()
-    dist = critic(feat_k)
-    slow_target = slow_critic(feat_k).mean().detach()
-    critic_loss = -(weight * (dist.log_prob(returns.detach()) + slow_reg * dist.log_prob(slow_target))).mean()
+    losses = {"actor": actor_loss, "critic": value_loss(critic, slow_critic, feat_k, returns, weight, slow_reg)}
     metrics = {
         "entropy": ent.mean().detach(),
         "return": returns.mean().detach(),
@@ -161,4 +189,9 @@ def actor_critic_losses(
         "return_scale": scale.detach(),
         "value": value.mean().detach(),
     }
-    return {"actor": actor_loss, "critic": critic_loss}, metrics
+    if cost is not None:
+        losses["cost_critic"] = value_loss(cost.critic, cost.slow_critic, feat_k, cost.returns, weight, slow_reg)
+        metrics.update(
+            {"cost_return": cost.returns.mean().detach(), "cost_value": cost.value.mean().detach(), "lagrange": lam}
+        )
+    return losses, metrics

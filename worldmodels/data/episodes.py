@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from ..envs.spaces import action_spec, from_env_actions, to_env_actions
 from ..errors import DatasetError
-from ..specs import DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
+from ..specs import COST, DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
 
 OBS_KEYS = (IMAGE, VECTOR, DOMAIN)  # what an episode's observation rows may hold
 
@@ -105,6 +105,13 @@ def conform_episode(
     the domain probe and adversary skip such steps). Recorded and collected steps then sample
     into one batch."""
     keys = {*obs_spec.keys(), "action", "reward", "is_first", "is_terminal", "is_last"}
+    if obs_spec.cost:  # the model learns the cost beside the reward, so it must be recorded
+        if COST not in steps:
+            raise DatasetError(
+                "this env charges costs (info['cost']) and the model learns them, but the recorded episodes hold "
+                "none; record them on the same env (wm data collect, or a run folder of it)"
+            )
+        keys.add(COST)
     out = {k: v for k, v in steps.items() if k in keys}
     if domain_names:
         values = steps.get(DOMAIN)

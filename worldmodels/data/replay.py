@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReplayWriteError, os_error_text
+from ..specs import COST
 
 # Keys every step carries besides the observations (see docs/DESIGN.md for their time alignment).
 STEP_KEYS = ("action", "reward", "is_first", "is_terminal", "is_last")
@@ -32,14 +33,18 @@ SET_ASIDE = "set-aside"  # chunks a deterministic resume took out of the replay
 
 @dataclass(frozen=True)
 class Position:
-    """How far a stream got: steps written (evicted ones included), episodes begun and ended."""
+    """How far a stream got: steps written (evicted ones included), episodes begun and ended, and
+    the cost paid on the way (where the env charges one: the real cost of learning)."""
 
     steps: int = 0
     started: int = 0
     ended: int = 0
+    cost: float = 0.0
 
     def __add__(self, other: Position) -> Position:
-        return Position(self.steps + other.steps, self.started + other.started, self.ended + other.ended)
+        return Position(
+            self.steps + other.steps, self.started + other.started, self.ended + other.ended, self.cost + other.cost
+        )
 
     def after(self, arrays: dict[str, np.ndarray]) -> Position:
         """The position after appending ``arrays`` (``(n, ...)`` per key)."""
@@ -47,7 +52,12 @@ class Position:
             self.steps + len(arrays["reward"]),
             self.started + int(np.sum(arrays["is_first"])),
             self.ended + int(np.sum(arrays["is_last"])),
+            self.cost + (float(np.sum(arrays[COST], dtype=np.float64)) if COST in arrays else 0.0),
         )
+
+    def record(self) -> np.ndarray:
+        """What a chunk stores as its ``_position``; counts are exact in float64 below 2**53."""
+        return np.array([self.steps, self.started, self.ended, self.cost], np.float64)
 
 
 def step_bytes(obs_spec, action_spec) -> int:
@@ -64,11 +74,13 @@ def _chunk_name(path: Path) -> tuple[int, int]:
 
 def _position(meta: np.ndarray | None, running: Position) -> Position:
     """Where a chunk starts: its recorded ``_position``, or (chunks written before positions were
-    recorded) where the stream's previous chunk ended."""
+    recorded) where the stream's previous chunk ended. Chunks written before costs were recorded
+    hold three counts (the cost then starts from 0)."""
     if meta is None:
         return running
-    steps, started, ended = (int(x) for x in np.asarray(meta).reshape(3))
-    return Position(steps, started, ended)
+    values = np.asarray(meta).reshape(-1)
+    steps, started, ended = (int(x) for x in values[:3])
+    return Position(steps, started, ended, float(values[3]) if len(values) > 3 else 0.0)
 
 
 def physical_memory() -> int:
@@ -212,7 +224,7 @@ class ReplayStore:
         path = self.directory / f"chunk-{self.counter:09d}-s{self.first_stream + stream}.npz"
         tmp = path.with_suffix(".tmp")
         before = self.own[stream]
-        meta = {POSITION: np.array([before.steps, before.started, before.ended], np.int64)}
+        meta = {POSITION: before.record()}
         try:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays, **meta)

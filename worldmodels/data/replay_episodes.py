@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from ..specs import COST
 from .episodes import Dataset
 from .replay import POSITION, STEP_KEYS, _chunk_name
 
@@ -93,7 +94,7 @@ def _streams(directory: Path) -> tuple[dict[int, list[dict[str, np.ndarray]]], l
             skipped.append(f"{path.name}: unreadable ({err})")
             ends.pop(stream, None)  # whatever follows does not join what came before
             continue
-        start = int(np.asarray(meta).reshape(3)[0]) if meta is not None else ends.get(stream)
+        start = int(np.asarray(meta).reshape(-1)[0]) if meta is not None else ends.get(stream)
         runs = pieces.setdefault(stream, [])
         if runs and start is not None and ends.get(stream) == start:
             runs[-1] = {k: np.concatenate([runs[-1][k], v]) for k, v in arrays.items()}
@@ -136,7 +137,8 @@ def read_replay(directory: str | os.PathLike, *, spaces: dict | None = None) -> 
     spaces = spaces or read_spaces(directory)
     episodes, skipped = replay_episodes(directory)
     keys = set(spaces["observation_space"].spaces)
-    episodes = [{k: v for k, v in ep.items() if k in keys or k in STEP_KEYS} for ep in episodes]
+    # The costs the env charged travel with the episodes (a run on a costed env learns them too).
+    episodes = [{k: v for k, v in ep.items() if k in keys or k in STEP_KEYS or k == COST} for ep in episodes]
     return Dataset(
         episodes,
         spaces["observation_space"],

@@ -8,7 +8,8 @@ from gymnasium import spaces
 from PIL import Image
 
 from ..errors import UnsupportedSpaceError
-from ..specs import DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
+from ..specs import COST, DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
+from .costs import declares_cost, step_cost
 from .spaces import SUPPORTED_OBS, action_spec, flatten_obs, is_image_space, to_env_action, vector_size
 
 
@@ -68,15 +69,19 @@ class ModelEnv(gym.Wrapper):
     ``obs_mode``: ``state`` (the env's observation; an image-like Box becomes ``image``),
     ``pixels`` (``rgb_array`` renders only) or ``both`` (renders plus the state vector).
     Actions are one-hots for ``Discrete`` and values in [-1, 1] scaled to a ``Box``'s bounds.
-    ``action_repeat`` repeats each action, summing rewards. Under a
+    ``action_repeat`` repeats each action, summing rewards (and costs). ``costs`` (or an env that
+    declares ``reports_cost``, envs/costs.py): every step's ``info["cost"]`` is required, finite,
+    summed over repeats, and ``obs_spec.cost`` says so. Under a
     :class:`~worldmodels.envs.domains.Randomization` the observations also hold ``"domain"``, the
     episode's parameter values (float32, in its ``domain_names`` order), which the replay records
     and no encoder reads.
     """
 
-    def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1):
+    def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1, costs: bool = False):
         super().__init__(env)
         self.obs_mode, self.image_size, self.repeat = obs_mode, image_size, action_repeat
+        self.costs = costs or declares_cost(env)
+        self._steps = 0  # of the episode, to name a step whose cost is bad
         self.view: StateView | None = None  # the state observation's split, where the model reads it
         if obs_mode in ("pixels", "both"):
             modes = env.metadata.get("render_modes", [])
@@ -90,7 +95,9 @@ class ModelEnv(gym.Wrapper):
         image = obs_mode in ("pixels", "both") or (self.view is not None and self.view.channels is not None)
         channels = self.view.channels if self.view is not None and self.view.channels is not None else 3
         vec = self.view.vector if self.view is not None else None
-        self.obs_spec = ObsSpec(image=(image_size, image_size, channels) if image else None, vector=vec)
+        self.obs_spec = ObsSpec(
+            image=(image_size, image_size, channels) if image else None, vector=vec, cost=self.costs
+        )
         self.action_spec: ActionSpec = action_spec(env.action_space)
         obs_spaces = {}
         if self.obs_spec.image is not None:
@@ -126,14 +133,35 @@ class ModelEnv(gym.Wrapper):
 
     def reset(self, **kwargs):
         raw, info = self.env.reset(**kwargs)
+        self._steps = 0
         return self._with_domain(self._observe(raw), info), info
 
     def step(self, action):
         env_action = to_env_action(self.env.action_space, action)
-        total = 0.0
+        total, cost = 0.0, 0.0
         for _ in range(self.repeat):
             raw, reward, terminated, truncated, info = self.env.step(env_action)
+            self._steps += 1
             total += float(reward)
+            if self.costs:
+                cost += step_cost(info, self._name(), self._steps)
             if terminated or truncated:
                 break
+        if self.costs:
+            info = {**info, COST: cost}
         return self._with_domain(self._observe(raw), info), total, terminated, truncated, info
+
+    @property
+    def episode_limit(self) -> int | None:
+        """The env's time limit in model steps (a ``TimeLimit`` wrapper's, or its spec's), or None."""
+        env, limit = self.env, None
+        while isinstance(env, gym.Wrapper) and limit is None:
+            limit = getattr(env, "_max_episode_steps", None)
+            env = env.env
+        if limit is None and self.env.spec is not None:
+            limit = self.env.spec.max_episode_steps
+        return None if limit is None else -(-int(limit) // self.repeat)
+
+    def _name(self) -> str:
+        spec = self.env.spec
+        return spec.id if spec is not None else type(self.env.unwrapped).__name__

@@ -186,6 +186,7 @@ def make_env(
     env_kwargs: dict[str, Any] | None = None,
     randomize: str | Domain = "",
     disturb: str | Disturbance = "",
+    costs: bool = False,
 ) -> ModelEnv:
     """One environment adapted for the model (see :class:`ModelEnv`).
 
@@ -193,7 +194,8 @@ def make_env(
     which may be ``module:Id`` to import ``module`` first. ``env_kwargs`` go to the env's
     constructor (``gym.make(env_id, **env_kwargs)``, or the suite's ``make``). ``randomize``
     (envs/domains.py) and ``disturb`` (envs/disturbances.py) wrap the env before the adapter,
-    as specs or objects.
+    as specs or objects. ``costs``: the env must report ``info["cost"]`` on every step, recorded
+    beside the reward (envs/costs.py; an env that declares ``reports_cost`` does so anyway).
     """
     domain = randomize if isinstance(randomize, Domain) else Domain.parse(randomize)
     disturbance = disturb if isinstance(disturb, Disturbance) else Disturbance.parse(disturb)
@@ -232,7 +234,7 @@ def make_env(
             env = domain.wrap(env, frame_size=image_size if obs_mode in ("pixels", "both") else None)
         if disturbance:
             env = disturbance.wrap(env)
-        adapted = ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat)
+        adapted = ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat, costs=costs)
     except BaseException:
         env.close()
         raise

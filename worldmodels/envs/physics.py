@@ -52,7 +52,7 @@ _ACROBOT = {
     )
 }  # fmt: skip
 
-# Keyed by the class name of ``env.unwrapped``.
+# Keyed by the class name of ``env.unwrapped`` or of a class it derives from.
 CLASSIC: dict[str, ClassicEnv] = {
     "CartPoleEnv": ClassicEnv(
         {k: k for k in ("gravity", "masscart", "masspole", "length", "force_mag", "tau")},
@@ -365,7 +365,9 @@ def declared(env: Any) -> ClassicEnv | None:
 def physics_of(env: Any) -> ClassicPhysics | MujocoPhysics | None:
     """The backend for ``env`` (any wrapper of it), or None when neither knows the env."""
     inner = env.unwrapped
-    table = declared(inner) or CLASSIC.get(type(inner).__name__)
+    # Through the MRO, so a subclass of a known env (safe:CartPoleZone's CartPole) has its constants.
+    known = (CLASSIC[cls.__name__] for cls in type(inner).__mro__ if cls.__name__ in CLASSIC)
+    table = declared(inner) or next(known, None)
     if table is not None:
         return ClassicPhysics(inner, table)
     handles = mujoco_model(inner)

@@ -33,6 +33,7 @@ UNCERTAINTY = "uncertainty"  # uncertainty() measures how much the model doubts 
 TEMPERATURE = "temperature"  # open_loop() samples at a temperature (V/M/C's MDN)
 ENCODES = "encodes"  # embed() gives the encoder's output (a domain-invariant encoder trains it)
 DISAGREES = "disagreement"  # disagreement() measures epistemic uncertainty of imagined states (offline penalty)
+COSTS = "costs"  # predict() gives "cost", the cost paid on arriving at a state (obs_spec.cost: the env charges one)
 
 
 class WorldModelBase(nn.Module, ABC):
@@ -73,7 +74,9 @@ class WorldModelBase(nn.Module, ABC):
     @abstractmethod
     def predict(self, feat: Any, decode_obs: bool = True) -> dict[str, Tensor]:
         """Decode features ``(...)``: ``reward (...)``, ``cont (...)`` (the probability the episode
-        goes on) and, with ``decode_obs``, the observations (images in [0, 1])."""
+        goes on), ``cost (...)`` for families with the ``costs`` capability (the cost paid on
+        arriving at the state, aligned like the reward) and, with ``decode_obs``, the observations
+        (images in [0, 1])."""
 
     @abstractmethod
     def loss(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Any, dict[str, Tensor]]:

@@ -1,9 +1,11 @@
 """Probabilistic ensemble dynamics (PETS): K Gaussian MLPs over next-state deltas and reward.
 
 Each member maps ``[obs, action]`` to a diagonal Gaussian over ``[obs' - obs, reward]`` (in
-normalised units) and a terminal logit. Log-variances are soft-bounded by learned limits, as in
-Chua et al. 2018. Members are trained on independent bootstrap draws of the replay, so where the
-data ends they disagree: ``disagreement`` turns that into one number per state.
+normalised units) and a terminal logit; where the env charges costs, a small MLP per member
+predicts the cost of arriving at a state from the state. Log-variances are
+soft-bounded by learned limits, as in Chua et al. 2018. Members are trained on independent
+bootstrap draws of the replay, so where the data ends they disagree: ``disagreement`` turns that
+into one number per state.
 
 Trajectory sampling (TS-inf): a particle keeps one member for its whole rollout, and samples
 that member's Gaussian at each step, so the spread of returns shows both aleatoric noise (within
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.distributed import moments
-from ..specs import VECTOR, ActionSpec, ObsSpec
-from .base import DECODES, UNCERTAINTY, WorldModelBase, unroll
+from ..specs import COST, VECTOR, ActionSpec, ObsSpec
+from .base import COSTS, DECODES, UNCERTAINTY, WorldModelBase, unroll
 
 
 class EnsembleLinear(nn.Module):
@@ -101,6 +103,7 @@ class Rollout(NamedTuple):
     rewards: Tensor  # (N, K, M, H)
     conts: Tensor  # (N, K, M, H) probability the episode goes on after each step
     states: Tensor  # (N, K, M, H, D) predicted next observations
+    costs: Tensor | None = None  # (N, K, M, H) expected cost of each step, where the model predicts costs
 
 
 class EnsembleState(NamedTuple):
@@ -109,6 +112,7 @@ class EnsembleState(NamedTuple):
     obs: Tensor  # (..., D)
     reward: Tensor  # (...) expected reward of the step that arrived here (0 at an episode start)
     cont: Tensor  # (...) probability the episode goes on from here
+    cost: Tensor  # (...) expected cost of the step that arrived here (0 where the model predicts no costs)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> EnsembleState:
         return EnsembleState(*(fn(x) for x in self))
@@ -130,11 +134,21 @@ class GaussianEnsemble(WorldModelBase):
         layers: int = 3,
         min_logvar: float = -10.0,
         max_logvar: float = 0.5,
+        costs: bool = False,
     ):
         super().__init__()
         self.obs_dim, self.action_dim, self.members = obs_dim, action_dim, members
-        self.obs_spec = ObsSpec(vector=obs_dim)
-        out = obs_dim + 1
+        self.obs_spec = ObsSpec(vector=obs_dim, cost=costs)
+        self.costs = costs
+        if costs:
+            self.capabilities = self.capabilities | {COSTS}
+        self.out_dim = out = obs_dim + 1  # the Gaussian's outputs: the state's change and the reward
+        # The cost of arriving at a state, from the state (a hazard is a place), by a network of its own
+        # fit by least squares. Sharing the Gaussian's trunk, its gradient was drowned by the
+        # near-deterministic state and reward terms (whose precisions grow without bound), and a 0/1
+        # hazard cost stayed a blur; read off the next state, a sampled rollout carries the state's
+        # uncertainty into the cost, as trajectory sampling does for the reward's future.
+        self.cost_net = EnsembleMLP(members, obs_dim, 1, units=units, layers=layers) if costs else None
         dims = [obs_dim + action_dim] + [units] * layers
         self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.head = EnsembleLinear(members, dims[-1], 2 * out + 1)
@@ -154,9 +168,16 @@ class GaussianEnsemble(WorldModelBase):
         for layer in self.hidden:
             x = F.silu(layer(x))
         out = self.head(x)
-        d = self.obs_dim + 1
+        d = self.out_dim
         mean, raw, term = out[..., :d], out[..., d : 2 * d], out[..., -1]
         return Prediction(mean, self._bounded_logvar(raw), term)
+
+    def state_cost(self, states: Tensor, clip: bool = True) -> Tensor:
+        """Each member's expected cost of arriving at its states ``(K, B, D)`` -> ``(K, B)`` (with
+        costs), held at >= 0 unless ``clip`` is off (training fits the raw output)."""
+        mean, std = self.state_stats()
+        cost = self.cost_net((states.float() - mean) / std)[..., 0]
+        return cost.clamp_min(0.0) if clip else cost
 
     def _bounded_logvar(self, raw: Tensor) -> Tensor:
         """Soft-clamps raw log-variances of the first ``raw.shape[-1]`` outputs between the learned limits."""
@@ -164,30 +185,44 @@ class GaussianEnsemble(WorldModelBase):
         logvar = hi - F.softplus(hi - raw)
         return lo + F.softplus(logvar - lo)
 
-    def _terms(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor):
-        """Unreduced Gaussian NLL and terminal BCE of transitions ``(K, B, ...)`` -> ``(K, B)`` each."""
+    def _terms(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, cost=None):
+        """Unreduced terms of transitions ``(K, B, ...)``, ``(K, B)`` each: Gaussian NLL, terminal BCE
+        and (with costs) the cost's squared error."""
         target = self.targets.normalize(torch.cat([next_obs - obs, reward[..., None]], -1))
         pred = self(obs, action)
         nll = 0.5 * (((pred.mean - target) ** 2) * torch.exp(-pred.logvar) + pred.logvar).mean(-1)
         bce = F.binary_cross_entropy_with_logits(pred.terminal_logit, terminal.float(), reduction="none")
-        return nll, bce, pred, target
+        terms = {"nll": nll, "terminal": bce}
+        if self.costs:
+            if cost is None:
+                raise ValueError("this ensemble predicts costs: give the transitions' costs")
+            terms[COST] = (self.state_cost(next_obs, clip=False) - cost.float()) ** 2
+        return terms, pred, target
 
     def transition_loss(
-        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminal: Tensor, mask: Tensor
+        self,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminal: Tensor,
+        mask: Tensor,
+        cost: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Gaussian NLL (+ terminal BCE) for member-wise batches ``(K, B, ...)``; ``mask`` drops invalid rows."""
-        nll, bce, pred, target = self._terms(obs, action, reward, next_obs, terminal)
+        terms, pred, target = self._terms(obs, action, reward, next_obs, terminal, cost)
         weight = mask.float() / mask.float().sum(-1, keepdim=True).clamp_min(1)
-        nll, bce = (nll * weight).sum(-1).sum(), (bce * weight).sum(-1).sum()
+        summed = {k: (v * weight).sum(-1).sum() for k, v in terms.items()}
         # Keeps the learned log-variance limits tight (PETS).
         bound = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
         mse = (((pred.mean - target) ** 2).mean(-1) * weight).sum(-1).mean()
-        return nll + bce + bound, {"nll": nll / self.members, "terminal": bce / self.members, "mse": mse}
+        metrics = {k: v / self.members for k, v in summed.items()}
+        return sum(summed.values()) + bound, {**metrics, "mse": mse}
 
     # ------------------------------------------------------- the contract
     @property
     def loss_scales(self) -> dict[str, float]:
-        return {"nll": 1.0, "terminal": 1.0}
+        return {"nll": 1.0, "terminal": 1.0, **({COST: 1.0} if self.costs else {})}
 
     def describe(self) -> str:
         return f"{self.members} Gaussian MLPs of {len(self.hidden)}x{self.hidden[0].weight.shape[-1]} units"
@@ -203,7 +238,9 @@ class GaussianEnsemble(WorldModelBase):
 
     def initial(self, batch: int) -> EnsembleState:
         p = self.head.weight
-        return EnsembleState(p.new_zeros(batch, self.obs_dim), p.new_zeros(batch), p.new_ones(batch))
+        return EnsembleState(
+            p.new_zeros(batch, self.obs_dim), p.new_zeros(batch), p.new_ones(batch), p.new_zeros(batch)
+        )
 
     def observe(self, state, obs: dict[str, Tensor], prev_action: Tensor, is_first: Tensor) -> EnsembleState:
         """The real states ``(B, T, D)``, each with the reward and continue probability the
@@ -215,31 +252,42 @@ class GaussianEnsemble(WorldModelBase):
         reward = self.targets.denormalize(pred.mean)[..., -1].mean(0).reshape(is_first.shape)
         cont = (1 - torch.sigmoid(pred.terminal_logit)).mean(0).reshape(is_first.shape)
         first = is_first.bool()
-        return EnsembleState(x, reward.masked_fill(first, 0.0), cont.masked_fill(first, 1.0))
+        cost = torch.zeros_like(reward)
+        if self.costs:  # of the real states themselves, by every member
+            cost = self.state_cost(self._all_members(x)).mean(0).reshape(is_first.shape).masked_fill(first, 0.0)
+        return EnsembleState(x, reward.masked_fill(first, 0.0), cont.masked_fill(first, 1.0), cost)
 
     def imagine(self, state: EnsembleState, policy_or_actions, horizon: int | None = None, sample: bool = True):
         """Trajectory sampling from ``state (B,)``: row ``b`` keeps member ``b % K``."""
 
         def step(state: EnsembleState, action: Tensor) -> EnsembleState:
-            nxt, reward, cont = self.step(
-                self._all_members(state.obs[:, None]), self._all_members(action.float()[:, None]), sample=sample
+            nxt, reward, cont, cost = self.step(
+                self._all_members(state.obs[:, None]),
+                self._all_members(action.float()[:, None]),
+                sample=sample,
+                with_cost=True,
             )
-            return EnsembleState(self._member_rows(nxt), self._member_rows(reward), self._member_rows(cont))
+            return EnsembleState(*(self._member_rows(x) for x in (nxt, reward, cont, cost)))
 
         return unroll(state, policy_or_actions, horizon, step)
 
     def advance(self, state: EnsembleState, action: Tensor) -> EnsembleState:
         """The contract's deterministic step: the members' mean prediction."""
-        nxt, reward, cont = self.step(
-            self._all_members(state.obs[:, None]), self._all_members(action.float()[:, None]), sample=False
+        nxt, reward, cont, cost = self.step(
+            self._all_members(state.obs[:, None]),
+            self._all_members(action.float()[:, None]),
+            sample=False,
+            with_cost=True,
         )
-        return EnsembleState(nxt.mean(0), reward.mean(0), cont.mean(0))
+        return EnsembleState(*(x.mean(0) for x in (nxt, reward, cont, cost)))
 
     def features(self, states: EnsembleState) -> EnsembleState:
         return states
 
     def predict(self, feat: EnsembleState, decode_obs: bool = True) -> dict[str, Tensor]:
         out = {"reward": feat.reward, "cont": feat.cont}
+        if self.costs:
+            out[COST] = feat.cost
         return {VECTOR: feat.obs, **out} if decode_obs else out
 
     def loss(self, batch: dict[str, Tensor]):
@@ -247,12 +295,13 @@ class GaussianEnsemble(WorldModelBase):
         before it (0 at t=0 and at episode starts); row ``b`` trains member ``b % K``. PETS
         itself trains on independent bootstrap batches per member (:meth:`transition_loss`)."""
         x, action = batch[VECTOR].float(), batch["action"].float()
-        nll, bce, _, _ = self._terms(
+        unreduced, _, _ = self._terms(
             self._all_members(x[:, :-1]),
             self._all_members(action[:, :-1]),
             self._all_members(batch["reward"][:, 1:].float()),
             self._all_members(x[:, 1:]),
             self._all_members(batch["is_terminal"][:, 1:]),
+            self._all_members(batch[COST][:, 1:].float()) if self.costs else None,
         )  # (K, B*(T-1))
         valid = (~batch["is_first"][:, 1:].bool()).float()
         pad = x.new_zeros(x.shape[0], 1)
@@ -260,8 +309,9 @@ class GaussianEnsemble(WorldModelBase):
         def rows(v: Tensor) -> Tensor:  # (K, B*(T-1)) -> (B, T), row b from member b % K
             return torch.cat([pad, self._member_rows(v.reshape(self.members, *valid.shape)) * valid], 1)
 
-        terms = {"nll": rows(nll), "terminal": rows(bce)}
-        states = EnsembleState(x, pad.expand(-1, x.shape[1]).clone(), torch.ones_like(pad).expand(-1, x.shape[1]))
+        terms = {k: rows(v) for k, v in unreduced.items()}
+        zeros = pad.expand(-1, x.shape[1])
+        states = EnsembleState(x, zeros.clone(), torch.ones_like(zeros), zeros.clone())
         return terms, states, {}
 
     @torch.no_grad()
@@ -295,10 +345,9 @@ class GaussianEnsemble(WorldModelBase):
         return self.disagreement(obs, act).cpu().numpy()
 
     # ------------------------------------------------------------- predict
-    def step(
-        self, obs: Tensor, action: Tensor, *, sample: bool = True, generator=None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One model step of ``(K, B, ...)`` particles: next obs (sampled or mean), reward, continue prob."""
+    def step(self, obs: Tensor, action: Tensor, *, sample: bool = True, generator=None, with_cost: bool = False):
+        """One model step of ``(K, B, ...)`` particles: next obs (sampled or mean), expected reward,
+        continue probability, and (``with_cost``) the expected cost, None without a cost output."""
         pred = self(obs, action)
         y = pred.mean
         if sample:
@@ -308,7 +357,10 @@ class GaussianEnsemble(WorldModelBase):
         reward = self.targets.denormalize(pred.mean)[..., -1]  # expected reward (PETS)
         low, high = self.state_limits()
         nxt = torch.clamp(obs + delta[..., :-1], low, high)
-        return nxt, reward, 1.0 - torch.sigmoid(pred.terminal_logit)
+        cont = 1.0 - torch.sigmoid(pred.terminal_logit)
+        if not with_cost:
+            return nxt, reward, cont
+        return nxt, reward, cont, self.state_cost(nxt) if self.costs else torch.zeros_like(reward)
 
     def state_limits(self) -> tuple[Tensor, Tensor]:
         """Predicted states are held within ``STATE_LIMIT`` standard deviations of the states
@@ -365,7 +417,8 @@ class GaussianEnsemble(WorldModelBase):
         low, high = self.state_limits()
         d = self.obs_dim
         std = self.targets.std
-        rewards, conts, states = [], [], []
+        rewards, conts, states, costs = [], [], [], []
+        width = self.out_dim
         for t in range(horizon):
             h = torch.baddbmm(first[1], torch.cat([x, action_at(x, t)], -1), first[0])
             F.silu(h, inplace=True)
@@ -373,10 +426,10 @@ class GaussianEnsemble(WorldModelBase):
                 h = torch.bmm(h, w).add_(b)
                 F.silu(h, inplace=True)
             out = torch.bmm(h, head[0]).add_(head[1])
-            mean = out[..., : d + 1]  # already in real units: delta of the state, then reward
+            mean = out[..., :width]  # already in real units: delta of the state, then reward
             nxt = x + mean[..., :d]
             if sample:
-                raw = out[..., d + 1 : d + 1 + d]
+                raw = out[..., width : width + d]
                 logvar = self._bounded_logvar(raw)
                 eps = torch.randn(nxt.shape, generator=generator, device=nxt.device, dtype=nxt.dtype)
                 nxt = nxt.addcmul_(torch.exp(0.5 * logvar).mul_(std[:d]), eps)
@@ -384,13 +437,15 @@ class GaussianEnsemble(WorldModelBase):
             rewards.append(mean[..., d])
             conts.append(torch.sigmoid(-out[..., -1]))  # 1 - sigmoid(terminal logit)
             states.append(x)
+            if self.costs:
+                costs.append(self.state_cost(x))
 
         def arrange(seq: list[Tensor]) -> Tensor:  # H x (K, N*M, ...) -> (N, K, M, H, ...)
             y = torch.stack(seq, 2)  # (K, N*M, H, ...)
             y = y.reshape(k, n, m, *y.shape[2:])
             return y.transpose(0, 1)
 
-        return Rollout(arrange(rewards), arrange(conts), arrange(states))
+        return Rollout(arrange(rewards), arrange(conts), arrange(states), arrange(costs) if costs else None)
 
     def _planning_weights(self):
         """Layer weights with the input normalisation folded into the first layer and the target
@@ -400,7 +455,7 @@ class GaussianEnsemble(WorldModelBase):
         w_first = w0 / std_in[None, :, None]
         b_first = b0 - ((mean_in / std_in) @ w0)[:, None]  # (K, 1, out)
         hidden = [(layer.weight, layer.bias) for layer in self.hidden[1:]]
-        d = self.obs_dim + 1
+        d = self.out_dim
         w, b = self.head.weight, self.head.bias
         std_t, mean_t = self.targets.std, self.targets.mean
         w_head = torch.cat([w[..., :d] * std_t, w[..., d:]], -1)
@@ -412,8 +467,9 @@ class GaussianEnsemble(WorldModelBase):
         """Every member's mean and variance of the next obs, ``(K, B, D)``, for ``obs (B, D)``."""
         k = self.members
         pred = self(obs.float().expand(k, -1, -1), action.float().expand(k, -1, -1))
-        mean = self.targets.denormalize(pred.mean)[..., :-1] + obs
-        var = torch.exp(pred.logvar)[..., :-1] * self.targets.var[:-1]
+        d = self.obs_dim
+        mean = self.targets.denormalize(pred.mean)[..., :d] + obs
+        var = torch.exp(pred.logvar)[..., :d] * self.targets.var[:d]
         return mean, var
 
     @torch.no_grad()
@@ -421,7 +477,7 @@ class GaussianEnsemble(WorldModelBase):
         """Epistemic uncertainty per state ``(B,)``: variance across members of the predicted
         next-state mean, in units of the target spread, averaged over dimensions."""
         pred = self(obs.float().expand(self.members, -1, -1), action.float().expand(self.members, -1, -1))
-        return pred.mean[..., :-1].var(0, unbiased=False).mean(-1)
+        return pred.mean[..., : self.obs_dim].var(0, unbiased=False).mean(-1)
 
 
 def make_ensemble(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> GaussianEnsemble:
@@ -429,4 +485,6 @@ def make_ensemble(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> GaussianEn
     if obs_spec.vector is None or obs_spec.image is not None:
         raise ValueError("the ensemble models state vectors: use --obs state (for pixels: --agent mpc)")
     e = cfg.ensemble
-    return GaussianEnsemble(obs_spec.vector, action_spec.dim, members=e.members, units=e.units, layers=e.layers)
+    return GaussianEnsemble(
+        obs_spec.vector, action_spec.dim, members=e.members, units=e.units, layers=e.layers, costs=obs_spec.cost
+    )

@@ -24,8 +24,8 @@ from ..nn.dists import (
     unimix_probs,
 )
 from ..nn.layers import MLP, ConvDecoder, ConvEncoder, RunningScale, SparseFeat
-from ..specs import IMAGE, VECTOR, ActionSpec, ObsSpec
-from .base import DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
+from ..specs import COST, IMAGE, VECTOR, ActionSpec, ObsSpec
+from .base import COSTS, DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
 from .rssm import RSSM, LatentState, Policy
 
 
@@ -88,6 +88,12 @@ class WorldModel(WorldModelBase):
             self.vector_dec = MLP(feat, obs_spec.vector, units=units, layers=layers, onehot=onehot)
         self.reward_head = MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot)
         self.cont_head = MLP(feat, 1, units=units, layers=layers, onehot=onehot)
+        # Where the env charges costs, a cost head like the reward's (two-hot symlog, zero-initialised).
+        self.cost_head = (
+            MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot) if obs_spec.cost else None
+        )
+        if obs_spec.cost:
+            self.capabilities = self.capabilities | {COSTS}
         self.register_buffer("bins", symlog_bins(bins), persistent=False)
         # An ensemble of prior heads p_k(z | h), each fit to the posterior like the prior is (on
         # detached inputs: they shape nothing else). Where the data went they agree; where it never
@@ -108,6 +114,8 @@ class WorldModel(WorldModelBase):
         """Scale of each term :meth:`loss` returns (prediction terms 1, KL balancing dyn/rep)."""
         scales = {k: 1.0 for k in self.obs_spec.keys()}
         extra = {"ensemble": 1.0} if len(self.prior_ensemble) else {}
+        if self.cost_head is not None:
+            extra[COST] = 1.0
         return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep, **extra}
 
     prev_actions = staticmethod(prev_actions)
@@ -133,7 +141,7 @@ class WorldModel(WorldModelBase):
         return {
             "encoder": present("image_enc", "vector_enc"),
             "dynamics": [self.rssm, self.prior_ensemble],
-            "heads": present("image_dec", "vector_dec", "reward_head", "cont_head"),
+            "heads": present("image_dec", "vector_dec", "reward_head", "cont_head", "cost_head"),
         }
 
     # ----------------------------------------------------------------- verbs
@@ -228,6 +236,8 @@ class WorldModel(WorldModelBase):
             out[VECTOR] = symexp(self._vector_out(self.vector_dec(feat)))
         out["reward"] = TwoHotSymlog(self.reward_head(feat), self.bins).mean()
         out["cont"] = torch.sigmoid(self.cont_head(feat).squeeze(-1))
+        if self.cost_head is not None:
+            out[COST] = TwoHotSymlog(self.cost_head(feat), self.bins).mean()
         return out
 
     def loss(
@@ -257,6 +267,8 @@ class WorldModel(WorldModelBase):
         losses["reward"] = -TwoHotSymlog(self.reward_head(feat), self.bins).log_prob(batch["reward"])
         cont_target = 1.0 - batch["is_terminal"].float()
         losses["cont"] = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
+        if self.cost_head is not None:
+            losses[COST] = -TwoHotSymlog(self.cost_head(feat), self.bins).log_prob(batch[COST])
         # KL balancing with free bits (DreamerV3 eq. 5): clip each term below free_nats per step.
         dyn = categorical_kl(posts.logits.detach(), prior_logits)
         rep = categorical_kl(posts.logits, prior_logits.detach())

@@ -5,7 +5,10 @@ The caller hands three callables, so the search never sees a model:
 * ``step(state, action) -> (next_state, reward, cont)``: one model step (``cont`` is the
   probability the episode goes on; it discounts everything after the step),
 * ``value(state) -> float``: the bootstrap at a leaf,
-* ``prior(state) -> probs (A,)`` (optional): the policy prior of pUCT; uniform without one.
+* ``prior(state) -> probs (A,)`` (optional): the policy prior of pUCT; uniform without one,
+* ``allowed(state) -> mask (A,)`` (optional): the actions the search may take from a state
+  (cost-aware planning prunes those whose predicted cost exceeds the budget); where none is
+  allowed, all are, so the search always has a move.
 
 States are opaque to the search. Q-values are min-max normalised over the tree, as in MuZero,
 so ``c_puct`` does not depend on the reward scale.
@@ -33,11 +36,12 @@ class MCTSResult(NamedTuple):
 
 
 class _Node:
-    __slots__ = ("state", "prior", "visits", "value_sum", "reward", "cont", "children")
+    __slots__ = ("state", "prior", "visits", "value_sum", "reward", "cont", "children", "allowed")
 
-    def __init__(self, state: Any, prior: Tensor):
+    def __init__(self, state: Any, prior: Tensor, allowed: list[bool] | None = None):
         self.state, self.prior = state, prior
         n = len(prior)
+        self.allowed = allowed if allowed is not None and any(allowed) else [True] * n
         self.visits = [0] * n
         self.value_sum = [0.0] * n
         self.reward = [0.0] * n
@@ -101,10 +105,15 @@ class MCTS:
 
     @torch.no_grad()
     def search(
-        self, root_state: Any, step: StepFn, value: Callable[[Any], float], prior: Callable[[Any], Tensor] | None = None
+        self,
+        root_state: Any,
+        step: StepFn,
+        value: Callable[[Any], float],
+        prior: Callable[[Any], Tensor] | None = None,
+        allowed: Callable[[Any], Tensor] | None = None,
     ) -> MCTSResult:
         """Run the simulations from ``root_state`` (root noise as configured); visits and values."""
-        return self._search(root_state, step, value, prior, self.root_noise)
+        return self._search(root_state, step, value, prior, self.root_noise, allowed)
 
     @torch.no_grad()
     def choose(
@@ -114,17 +123,23 @@ class MCTS:
         value: Callable[[Any], float],
         prior: Callable[[Any], Tensor] | None = None,
         explore: bool = False,
+        allowed: Callable[[Any], Tensor] | None = None,
     ) -> int:
         """One decision: exploring (training) mixes Dirichlet noise into the root prior and samples
         an action in proportion to its visits; otherwise no noise and the most visited action."""
-        result = self._search(root_state, step, value, prior, self.root_noise if explore else 0.0)
+        result = self._search(root_state, step, value, prior, self.root_noise if explore else 0.0, allowed)
         if not explore:
             return result.action
         return int(torch.multinomial(result.visits / result.visits.sum(), 1, generator=self.generator))
 
-    def _search(self, root_state, step, value, prior, root_noise: float) -> MCTSResult:
+    def _search(self, root_state, step, value, prior, root_noise: float, allowed=None) -> MCTSResult:
         prior_fn = prior or (lambda s: torch.full((self.num_actions,), 1.0 / self.num_actions))
-        root = _Node(root_state, self._prior(prior_fn(root_state)))
+
+        def new_node(state: Any) -> _Node:
+            mask = None if allowed is None else [bool(x) for x in torch.as_tensor(allowed(state)).flatten()]
+            return _Node(state, self._prior(prior_fn(state)), mask)
+
+        root = new_node(root_state)
         if root_noise > 0:
             noise = torch._standard_gamma(torch.full((self.num_actions,), float(self.alpha)), generator=self.generator)
             root.prior = (1 - root_noise) * root.prior + root_noise * noise / noise.sum()
@@ -138,7 +153,7 @@ class MCTS:
                     break
                 node = node.children[a]
             next_state, reward, cont = step(node.state, a)
-            leaf = _Node(next_state, self._prior(prior_fn(next_state)))
+            leaf = new_node(next_state)
             node.children[a], node.reward[a], node.cont[a] = leaf, float(reward), float(cont)
             ret = float(value(next_state))
             if not math.isfinite(ret) or not math.isfinite(node.reward[a]):
@@ -153,7 +168,10 @@ class MCTS:
                 bounds.update(parent.q(act))
         visits = torch.tensor(root.visits, dtype=torch.float32)
         q = torch.tensor([root.q(a) if root.visits[a] else float("nan") for a in range(self.num_actions)])
-        best = max(range(self.num_actions), key=lambda a: (root.visits[a], q[a].nan_to_num(-math.inf).item()))
+        best = max(
+            (a for a in range(self.num_actions) if root.allowed[a]),
+            key=lambda a: (root.visits[a], q[a].nan_to_num(-math.inf).item()),
+        )
         root_value = float(sum(root.value_sum) / max(sum(root.visits), 1))
         return MCTSResult(best, visits, q, root_value)
 
@@ -168,6 +186,8 @@ class MCTS:
         scale = self.c_puct * math.sqrt(total + 1)
         best, best_score = 0, -math.inf
         for a in range(self.num_actions):
+            if not node.allowed[a]:
+                continue
             n = node.visits[a]
             q = bounds.normalize(node.q(a)) if n else 0.0
             score = q + scale * float(node.prior[a]) / (1 + n)

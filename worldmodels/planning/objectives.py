@@ -7,6 +7,8 @@ A model's rollout gives, per candidate, returns of shape ``(N, K, M)``: K ensemb
 * ``risk``: mean minus ``beta`` times the spread of the members' mean returns (epistemic risk);
 * ``cvar``: mean of the worst ``alpha`` fraction of all particle returns (tail risk);
 * ``optimistic``: mean plus ``beta`` times the members' spread (explores where models disagree).
+
+``constrained`` (:func:`constrained`) also reads the predicted costs: feasible plans first.
 """
 
 from __future__ import annotations
@@ -45,3 +47,32 @@ def summarize(returns: Tensor, kind: str = "mean", beta: float = 1.0, alpha: flo
         worst = max(1, int(round(alpha * flat.shape[1])))
         return flat.topk(worst, dim=1, largest=False).values.mean(1)
     raise ValueError(f"objective must be one of mean, risk, cvar, optimistic; got {kind!r}")
+
+
+def cost_budget(limit: float, horizon: int, episode_length: int, slack: float) -> float:
+    """The predicted cost a plan of ``horizon`` steps may carry: its share of an episode's
+    ``limit`` spread over ``episode_length`` steps, plus ``slack`` for the model's noise (with a
+    limit of 0 no prediction is exactly 0, so no plan would ever be feasible without it)."""
+    return limit * min(horizon, episode_length) / episode_length + slack
+
+
+def pessimistic_cost(costs: Tensor, quantile: float) -> Tensor:
+    """Costs ``(N, K, M)`` -> ``(N,)``: the ``quantile`` of the members' mean costs, so uncertainty
+    about danger counts as danger; a single model (K = 1) takes it over its particles."""
+    per = costs.float().mean(2) if costs.shape[1] > 1 else costs.float().reshape(costs.shape[0], -1)
+    return torch.quantile(per, quantile, dim=1)
+
+
+def constrained(returns: Tensor, costs: Tensor, budget: float, quantile: float = 0.9) -> Tensor:
+    """Scores ``(N,)`` ranking feasible plans (pessimistic cost ``<= budget``) above every infeasible
+    one, the feasible by expected return, the infeasible by how far their cost exceeds the budget
+    (least first), so a planner with no feasible candidate moves towards safety. ``returns`` and
+    ``costs`` ``(N, K, M)``."""
+    expected = returns.float().mean((1, 2))
+    cost = pessimistic_cost(costs, quantile)
+    feasible = cost <= budget
+    span = (expected.max() - expected.min()).clamp_min(1.0)
+    floor = expected.min() - span  # below every feasible score
+    excess = (cost - budget).clamp_min(0)
+    infeasible = floor - span * excess / excess.max().clamp_min(1e-6)
+    return torch.where(feasible, expected, infeasible)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from ..config import has_cost_limit
 from ..envs.seeding import report_seeds
-from ..run.collect import play_episodes, return_summary
+from ..run.collect import cost_summary, play_episodes, return_summary
 from ..run.runs import LoadedRun
 from .video import write_video
 
@@ -43,6 +44,7 @@ def evaluate(run: LoadedRun, *, episodes: int = 10, video: bool = False, seed: i
         "env_steps": int(run.counters.get("env_steps", 0)),
         "returns": returns,
         "lengths": [len(ep) - 1 for ep in played],  # steps taken; an episode's rows include its first observation
+        **costs(played, run.config),
         "protocol": {
             "policy": "greedy" if mode else "sampled",
             "start_states": "fresh: reset seeds of wm eval's own, disjoint from training and from in-training "
@@ -57,3 +59,12 @@ def evaluate(run: LoadedRun, *, episodes: int = 10, video: bool = False, seed: i
     if frames:
         result["video"] = str(write_video(run.run_dir / "eval.mp4", frames, fps=30))
     return result
+
+
+def costs(played, cfg) -> dict:
+    """Where the env charges costs: their mean and spread over the episodes, each episode's cost,
+    the limit, and (with one) the fraction of episodes that paid more than it."""
+    if played[0].cost is None:
+        return {}
+    limit = cfg.cost_limit if has_cost_limit(cfg) else None
+    return {**cost_summary([ep.cost for ep in played], limit), "costs": [ep.cost for ep in played], "cost_limit": limit}

@@ -2,7 +2,8 @@
 
 A recorded step ``t`` holds ``obs_t``, ``reward_t`` (received on arriving at ``obs_t``),
 ``is_first_t``, ``is_terminal_t``, ``is_last_t`` and ``action_t`` (taken after seeing ``obs_t``;
-zeros on a last step, where no action is taken).
+zeros on a last step, where no action is taken); where the env charges costs, ``cost_t`` (paid on
+arriving at ``obs_t``, like the reward).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from ..agents.base import Agent
 from ..envs.adapter import ModelEnv
 from ..envs.seeding import OPTION as EPISODE_SEEDS
+from ..specs import COST
 
 ActFn = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
 
@@ -26,9 +28,10 @@ class Collector:
     Episode ``k`` of env ``i`` (stream ``first_stream + i``: a rank of a distributed run holds
     streams of its own) is reset with a seed derived from ``(seed, stream, k)``
     (envs/seeding.py); ``episodes`` gives each env's first index (default 0: a fresh run; a
-    resumed one passes the count its replay holds, so it never plays an episode twice)."""
+    resumed one passes the count its replay holds, so it never plays an episode twice).
+    ``costs``: record each step's ``info["cost"]`` (envs/costs.py) as ``cost``."""
 
-    def __init__(self, env, seed: int, episodes: list[int] | None = None, first_stream: int = 0):
+    def __init__(self, env, seed: int, episodes: list[int] | None = None, first_stream: int = 0, costs: bool = False):
         self.env = env
         n = env.num_envs
         first = [0] * n if episodes is None else [int(e) for e in episodes]
@@ -38,6 +41,9 @@ class Collector:
             options={EPISODE_SEEDS: {"seed": seed, "first": {first_stream + i: e for i, e in enumerate(first)}}}
         )
         self.reward = np.zeros(n, np.float32)
+        self.costs = costs
+        self.cost = np.zeros(n, np.float32)
+        self.episode_cost = np.zeros(n, np.float64)
         self.is_first = np.ones(n, bool)
         self.is_terminal = np.zeros(n, bool)
         self.is_last = np.zeros(n, bool)
@@ -49,8 +55,9 @@ class Collector:
         """Every env is at the first step of an episode (nothing of the last one is left to record)."""
         return bool(np.all(self.is_first))
 
-    def step(self, act: ActFn) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
-        """Record the current step of every env with the action ``act`` picks, then advance."""
+    def step(self, act: ActFn) -> tuple[dict[str, np.ndarray], list[tuple[float, int, float]]]:
+        """Record the current step of every env with the action ``act`` picks, then advance.
+        Returns the record and ``(return, length, cost)`` of each episode that ended with it."""
         action = np.asarray(act(self.obs, self.is_first), np.float32)
         action = np.where(self.is_last[:, None], 0.0, action).astype(np.float32)
         record = {
@@ -61,17 +68,33 @@ class Collector:
             "is_terminal": self.is_terminal,
             "is_last": self.is_last,
         }
+        if self.costs:
+            record[COST] = self.cost
         self.returns = np.where(self.is_first, 0.0, self.returns) + self.reward
+        self.episode_cost = np.where(self.is_first, 0.0, self.episode_cost) + self.cost
         self.lengths = np.where(self.is_first, 0, self.lengths) + 1
-        finished = [(float(self.returns[i]), int(self.lengths[i]) - 1) for i in np.flatnonzero(self.is_last)]
-        obs, reward, terminated, truncated, _ = self.env.step(action)
+        finished = [
+            (float(self.returns[i]), int(self.lengths[i]) - 1, float(self.episode_cost[i]))
+            for i in np.flatnonzero(self.is_last)
+        ]
+        obs, reward, terminated, truncated, info = self.env.step(action)
         # After a last step the env resets (the action is ignored): the next step is a first one.
         self.is_first = self.is_last.copy()
         self.obs = obs
         self.reward = np.asarray(reward, np.float32)
+        self.cost = vector_costs(info, len(self.reward)) if self.costs else self.cost
         self.is_terminal = np.asarray(terminated, bool)
         self.is_last = np.asarray(terminated, bool) | np.asarray(truncated, bool)
         return record, finished
+
+
+def vector_costs(info: dict, n: int) -> np.ndarray:
+    """``info["cost"]`` of a vector env's step as ``(n,)`` float32: 0 where an env reported none
+    (its autoreset step; ``ModelEnv`` requires one on every real step)."""
+    if COST not in info:
+        return np.zeros(n, np.float32)
+    present = np.asarray(info.get("_" + COST, np.ones(n, bool)), bool)
+    return np.where(present, np.asarray(info[COST], np.float64), 0.0).astype(np.float32)
 
 
 class AgentPolicy:
@@ -156,6 +179,7 @@ class Episode:
     steps: dict[str, np.ndarray]
     ret: float
     frames: list[np.ndarray] = field(default_factory=list)
+    cost: float | None = None  # the cost paid, where the env charges one
 
     def __len__(self) -> int:
         return len(self.steps["reward"])
@@ -168,6 +192,8 @@ def run_episode(env: ModelEnv, agent: Agent, *, seed: int, mode: bool = True, re
     rows: list[dict[str, np.ndarray]] = []
     frames = [env.render()] if render else []
     reward, is_first, done, terminated, total = 0.0, True, False, False, 0.0
+    costs = bool(getattr(env, "costs", False))
+    cost, paid = 0.0, 0.0
     while True:
         batch = {k: v[None] for k, v in obs.items()}
         action = np.zeros(agent.action_spec.dim, np.float32) if done else policy(batch, np.array([is_first]))[0]
@@ -179,17 +205,21 @@ def run_episode(env: ModelEnv, agent: Agent, *, seed: int, mode: bool = True, re
                 "is_first": is_first,
                 "is_terminal": terminated,
                 "is_last": done,
+                **({COST: np.float32(cost)} if costs else {}),
             }
         )
         if done:
             break
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
+        if costs:
+            cost = float(info[COST])
+            paid += cost
         is_first, done = False, bool(terminated or truncated)
         if render:
             frames.append(env.render())
     steps = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
-    return Episode(steps, total, frames)
+    return Episode(steps, total, frames, paid if costs else None)
 
 
 def play_episodes(env: ModelEnv, agent: Agent, seeds: list[int], *, mode: bool = True, render_first: bool = False):
@@ -207,3 +237,13 @@ def return_summary(returns: list[float]) -> dict[str, float]:
         "min": float(r.min()),
         "max": float(r.max()),
     }
+
+
+def cost_summary(costs: list[float], limit: float | None = None) -> dict[str, float]:
+    """Mean and standard deviation of episodes' costs, and (given a limit) the fraction of
+    episodes that paid more than it."""
+    c = np.asarray(costs, dtype=np.float64)
+    out = {"mean_cost": float(c.mean()), "std_cost": float(c.std())}
+    if limit is not None:
+        out["cost_violation_rate"] = float(np.mean(c > limit))
+    return out

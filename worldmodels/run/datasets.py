@@ -16,6 +16,7 @@ from ..data.datasets import load_dataset, require_episodes, resized
 from ..data.episodes import Dataset, conform_episode
 from ..data.replay import ReplayStore
 from ..data.replay_episodes import SPACES, read_replay, read_spaces, write_spaces
+from ..envs.costs import declares_cost
 from ..errors import RunConfigError
 from ..specs import ActionSpec, ObsSpec
 from .runs import CONFIG, make_single_env, read_config
@@ -26,9 +27,13 @@ REPLAY = "replay"
 def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
     """One env of the run, made and closed: the model's specs, and what the run's replay steps are
     (the model's observation space, the env's own action space, the env id and how the env was
-    set up: obs mode, image size, domains)."""
+    set up: obs mode, image size, domains, time limit). A run asked to respect a cost limit on an
+    env that does not declare costs takes one step to see that it reports them."""
     env = make_single_env(cfg)
     try:
+        if env.costs and not declares_cost(env.env):  # --cost-limit on an env that may charge none: try a step
+            env.reset(seed=0)
+            env.step(env.action_space.sample())
         spaces = {
             "observation_space": env.observation_space,
             "action_space": env.env.action_space,
@@ -42,6 +47,7 @@ def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
                 "disturb": cfg.disturb,
                 "seed": cfg.seed,
                 "policy": f"{cfg.agent} (training run)",
+                "max_episode_steps": env.episode_limit,
             },
         }
         return env.obs_spec, env.action_spec, spaces

@@ -99,11 +99,15 @@ def broadcast_module(module: torch.nn.Module) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
-def total(value: int, device: torch.device | None = None) -> int:
-    """``value`` summed over the ranks."""
+def total(value: int | float, device: torch.device | None = None) -> int | float:
+    """``value`` summed over the ranks (a count stays an int, a float in float64)."""
     if world_size() == 1:
         return value
-    return int(sum_over_ranks(torch.tensor([value], dtype=torch.int64, device=device or "cpu")))
+    exact = isinstance(value, int)
+    summed = sum_over_ranks(
+        torch.tensor([value], dtype=torch.int64 if exact else torch.float64, device=device or "cpu")
+    )
+    return int(summed) if exact else float(summed)
 
 
 def gather_lists(values: list[int]) -> list[int]:

@@ -107,6 +107,7 @@ def env_kwargs(cfg: Config) -> dict:
         env_kwargs=parse_env_kwargs(cfg),
         randomize=cfg.randomize,
         disturb=cfg.disturb,
+        costs=cfg.cost_limit >= 0,
     )
 
 

@@ -15,15 +15,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
+from ..config import Config, has_cost_limit, with_cost_horizon
 from ..data.replay import ReplayStore, physical_memory, step_bytes
 from ..envs.disturbances import Disturbance
 from ..envs.domains import Domain
 from ..envs.make import make_vector_env
 from ..envs.seeding import evaluation_seeds
 from ..errors import NonFiniteLossError, RunConfigError
+from ..specs import COST
 from . import checkpoint, distributed
-from .collect import AgentPolicy, Collector, own_torch_rng, play_episodes, random_policy, return_summary
+from .collect import (
+    AgentPolicy,
+    Collector,
+    cost_summary,
+    own_torch_rng,
+    play_episodes,
+    random_policy,
+    return_summary,
+)
 from .datasets import add_to_replay, open_dataset, probe_run, record_replay_spaces
 from .distributed import Ranks
 from .lock import RunLock
@@ -130,6 +139,7 @@ class Trainer:
         self.np_rng = seed_everything(cfg.seed, cfg.deterministic)
         # Bad env ids and settings the agent cannot take fail before a run folder is made.
         self.obs_spec, self.action_spec, spaces = probe_run(cfg)
+        self.cfg = cfg = with_cost_horizon(cfg, spaces["meta"]["max_episode_steps"])
         self._check_memory()
         self.agent = build_agent(cfg, self.obs_spec, self.action_spec, device=device)
         distributed.check_distributable(cfg, self.agent.replay_shape[0], ranks.world)
@@ -143,6 +153,7 @@ class Trainer:
             if ranks.main:
                 write_config(self.run_dir, cfg)
             self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
+            self.cost_paid = 0.0  # the real cost this rank's envs paid while learning (envs/costs.py)
             self.logger = MetricsLogger(self.run_dir) if ranks.main else DiscardingLogger()
             ckpt = self._load_checkpoint() if resume else None
             if resume and cfg.deterministic:
@@ -295,6 +306,7 @@ class Trainer:
         c["agent_steps"] = steps
         c["env_steps"] = steps * cfg.action_repeat
         c["episodes"] = distributed.total(sum(p.ended for p in held), self.agent.device)
+        self.cost_paid = float(sum(p.cost for p in held))  # like the counters: what the replay records
         if exact and self.ranks.world == 1:
             checkpoint.set_rng_state(ckpt["rng"], self.np_rng)
             self.logger.restore(ckpt.get("logger"))
@@ -354,7 +366,9 @@ class Trainer:
             return self._train_offline()
         first = self.store.first_stream
         env = make_vector_env(cfg.env, cfg.envs, first_stream=first, **env_kwargs(cfg))
-        self.collector = collector = Collector(env, seed=cfg.seed, episodes=self.store.started, first_stream=first)
+        self.collector = collector = Collector(
+            env, seed=cfg.seed, episodes=self.store.started, first_stream=first, costs=self.obs_spec.cost
+        )
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
         self._install_adversary(env, policy)
         evals = Every(cfg.eval_every, c["env_steps"])
@@ -379,6 +393,8 @@ class Trainer:
                         if c["train_steps"] and self.ranks.main:
                             self.logger.add(self.model_drift())
                         fps = {"fps/env": env_fps, "fps/train": train_fps, "train_steps": c["train_steps"]}
+                        if collector.costs:  # every rank's envs together
+                            fps["cost/paid"] = distributed.total(self.cost_paid, self.agent.device)
                         self._status(self.logger.write(c["env_steps"], fps))
                     minutes = (time.monotonic() - last_save) / 60
                     save_due |= saves.due(c["env_steps"]) or before < cfg.prefill <= c["agent_steps"]
@@ -549,14 +565,21 @@ class Trainer:
         c["agent_steps"] += cfg.envs * world
         c["env_steps"] += cfg.envs * world * cfg.action_repeat
         c["episodes"] += distributed.total(len(finished), self.agent.device)
-        for ret, length in finished:
+        if collector.costs:  # the real cost paid while learning, by this rank's envs
+            self.cost_paid += float(record[COST].sum())
+        for ret, length, cost in finished:
             self.last_return = ret
             self.logger.add({"episode/return": ret, "episode/length": length})
+            if collector.costs:
+                self.logger.add({"episode/cost": cost})
 
     def _train_due(self) -> None:
-        """Train until replayed steps / policy steps after prefill reaches the train ratio."""
+        """Train until replayed steps / policy steps after prefill reaches the train ratio; once
+        prefill is done, ``--pretrain-dream`` updates more (so they come before the first own action)."""
         c, cfg = self.counters, self.cfg
         due = int(max(0, c["agent_steps"] - cfg.prefill) * cfg.train_ratio / self.agent.replayed_per_update)
+        if c["agent_steps"] >= cfg.prefill:
+            due += cfg.pretrain_dream
         rows, length = self.agent.replay_shape
         rows //= self.ranks.world  # each rank's share of the batch
         if c["train_steps"] >= due or not self._agreed(len(self.store) >= length, every=True):
@@ -643,6 +666,9 @@ class Trainer:
             env.close()
         stats = return_summary([ep.ret for ep in episodes])
         out = {f"eval/return_{k}": v for k, v in stats.items() if k != "mean"}
+        if episodes[0].cost is not None:
+            costs = cost_summary([ep.cost for ep in episodes], cfg.cost_limit if has_cost_limit(cfg) else None)
+            out.update({f"eval/{k}": v for k, v in costs.items()})
         return {"eval/return": stats["mean"], **out, "eval/episodes": len(episodes), "eval/index": index}
 
 

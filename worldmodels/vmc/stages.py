@@ -209,7 +209,7 @@ class VMCTrainer:
                 record, finished = collector.step(act)
                 self.store.add(record)
                 c["env_steps"] += cfg.envs * cfg.action_repeat
-                for ret, length in finished:
+                for ret, length, _ in finished:
                     c["episodes"] += 1
                     c["random_return_sum"] = c.get("random_return_sum", 0.0) + ret
                     self.logger.add({"episode/return": ret, "episode/length": length})
