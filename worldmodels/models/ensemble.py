@@ -148,7 +148,10 @@ class GaussianEnsemble(WorldModelBase):
         # near-deterministic state and reward terms (whose precisions grow without bound), and a 0/1
         # hazard cost stayed a blur; read off the next state, a sampled rollout carries the state's
         # uncertainty into the cost, as trajectory sampling does for the reward's future.
-        self.cost_net = EnsembleMLP(members, obs_dim, 1, units=units, layers=layers) if costs else None
+        # Small (2 x units/2): planning evaluates it on every visited state, as many as the dynamics'
+        # own steps, and at the dynamics' size it doubled the time per plan; a hazard is a simple region.
+        width = max(16, units // 2)
+        self.cost_net = EnsembleMLP(members, obs_dim, 1, units=width, layers=2) if costs else None
         dims = [obs_dim + action_dim] + [units] * layers
         self.hidden = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.head = EnsembleLinear(members, dims[-1], 2 * out + 1)
@@ -417,7 +420,7 @@ class GaussianEnsemble(WorldModelBase):
         low, high = self.state_limits()
         d = self.obs_dim
         std = self.targets.std
-        rewards, conts, states, costs = [], [], [], []
+        rewards, conts, states = [], [], []
         width = self.out_dim
         for t in range(horizon):
             h = torch.baddbmm(first[1], torch.cat([x, action_at(x, t)], -1), first[0])
@@ -437,15 +440,18 @@ class GaussianEnsemble(WorldModelBase):
             rewards.append(mean[..., d])
             conts.append(torch.sigmoid(-out[..., -1]))  # 1 - sigmoid(terminal logit)
             states.append(x)
-            if self.costs:
-                costs.append(self.state_cost(x))
 
         def arrange(seq: list[Tensor]) -> Tensor:  # H x (K, N*M, ...) -> (N, K, M, H, ...)
             y = torch.stack(seq, 2)  # (K, N*M, H, ...)
             y = y.reshape(k, n, m, *y.shape[2:])
             return y.transpose(0, 1)
 
-        return Rollout(arrange(rewards), arrange(conts), arrange(states), arrange(costs) if costs else None)
+        states = arrange(states)  # (N, K, M, H, D)
+        costs = None
+        if self.costs:  # every visited state in one batched pass: per step, the small layers' overhead doubled it
+            flat = states.transpose(0, 1).reshape(k, -1, states.shape[-1])  # (K, N*M*H, D)
+            costs = self.state_cost(flat).reshape(k, n, m, horizon).transpose(0, 1)
+        return Rollout(arrange(rewards), arrange(conts), states, costs)
 
     def _planning_weights(self):
         """Layer weights with the input normalisation folded into the first layer and the target

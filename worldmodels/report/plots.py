@@ -252,3 +252,34 @@ def push_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], pa
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def safety_curves(runs: dict[str, dict], path: Path, title: str, limit: float | None = None) -> Path:
+    """Left: the real cost each run paid while learning, cumulative, against env steps. Right: its
+    evaluation return and cost per episode (mean and std), with the cost limit where there is one.
+    ``runs``: label -> ``{"steps", "paid", "return", "return_std", "cost", "cost_std"}``."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, r in runs.items():
+        left.plot(r["steps"], r["paid"], label=label)
+    left.set_xlabel("environment steps")
+    left.set_ylabel("cost paid while learning (cumulative)")
+    left.grid(alpha=0.3)
+    left.legend()
+    labels = list(runs)
+    x = np.arange(len(labels))
+    twin = right.twinx()
+    right.bar(x - 0.2, [runs[k]["return"] for k in labels], 0.4, yerr=[runs[k]["return_std"] for k in labels],
+              color="tab:blue", label="return")  # fmt: skip
+    twin.bar(x + 0.2, [runs[k]["cost"] for k in labels], 0.4, yerr=[runs[k]["cost_std"] for k in labels],
+             color="tab:red", label="cost")  # fmt: skip
+    if limit is not None:
+        twin.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"limit {limit:g}")
+    right.set_xticks(x, labels)
+    right.set_ylabel("evaluation return per episode", color="tab:blue")
+    twin.set_ylabel("evaluation cost per episode", color="tab:red")
+    right.set_title("evaluation")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
