@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import tiny_config
 from worldmodels.behavior.constraints import PIDLagrangian, episode_cost
-from worldmodels.config import Config, EnsembleConfig, PlanConfig, resolve, validate, with_cost_horizon
+from worldmodels.config import Config, DreamerConfig, EnsembleConfig, PlanConfig, resolve, validate, with_cost_horizon
 from worldmodels.data.replay import ReplayStore
 from worldmodels.envs.costs import CostWrapper
 from worldmodels.envs.make import make_env, make_vector_env
@@ -315,3 +315,73 @@ def test_the_constrained_planner_keeps_out_of_the_hazard_and_the_unconstrained_o
     free = lane_run(tmp_path, cost_limit=-1.0)
     assert free["mean_cost"] >= 3.5 and free["mean_return"] >= 9.0, free
     assert safe["mean_cost"] <= 1.0, safe
+
+
+# ------------------------------------------------------------ curriculum and recovery
+
+
+def test_difficulty_levels_of_the_safe_tasks():
+    from worldmodels.envs.safe import make_safe
+
+    zone = make_safe("CartPoleZone")
+    point = make_safe("PointGoal")
+    for level, expected_zone, expected_radius in ((0.0, 2.0, 0.075), (0.5, 1.5, 0.1875), (1.0, 1.0, 0.3)):
+        zone.get_wrapper_attr("set_difficulty")(level)
+        point.get_wrapper_attr("set_difficulty")(level)
+        assert zone.unwrapped.zone == pytest.approx(expected_zone)
+        assert point.unwrapped.hazards[0, 2] == pytest.approx(expected_radius)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        point.get_wrapper_attr("set_difficulty")(1.5)
+
+
+def test_curriculum_raises_the_level_after_an_evaluation_within_the_limit(tmp_path):
+    """PointGoal at level 0 has a hazard a quarter its size: a limit of 150 (every step) is always
+    met, so each evaluation raises the level by the step until the task is itself."""
+    cfg = tiny_config(
+        tmp_path,
+        env="safe:PointGoal",
+        agent="pets",
+        steps=60,
+        prefill=60,
+        eval_every=20,
+        log_every=20,
+        eval_episodes=1,
+        max_episode_steps=10,
+        cost_limit=150.0,
+        curriculum=True,
+        curriculum_step=0.5,
+        plan=PlanConfig(horizon=2, population=8, elites=2, iterations=1, objective="constrained"),
+    )
+    counts = Trainer(cfg, progress=False).train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["curriculum/level"] for r in rows if "curriculum/level" in r] == [0.5, 1.0, 1.0]
+    assert counts["curriculum_level"] == 1.0
+
+
+def test_curriculum_on_a_task_without_levels_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path, env="wmtest/Lane-v0", agent="pets", cost_limit=1.0, curriculum=True)
+    with pytest.raises(RunConfigError, match="defines none"):
+        Trainer(cfg, progress=False)
+    with pytest.raises(ValueError, match="--cost-limit"):
+        validate(resolve({"logdir": str(tmp_path / "x"), "curriculum": True}), device=False)
+
+
+def test_risky_starts_begin_imagination_where_the_cost_head_fires(tmp_path):
+    """Of 100 replayed starts, 10 predict cost (the others 0): every extra start is one of them."""
+    from worldmodels.agents.dreamer import build_dreamer
+
+    cfg = tiny_config(tmp_path, dreamer=DreamerConfig(risky_starts=0.5))
+    agent = build_dreamer(ObsSpec(vector=3, cost=True), ActionSpec(2, True), cfg)
+    wm = agent.world_model
+    start = wm.initial(100)
+    fires = torch.zeros(100)
+    fires[::10] = 1.0
+    original = wm.predict
+    wm.predict = lambda feat, decode_obs=True: {**original(feat, decode_obs), COST: fires}
+    extended, cont = agent._with_risky_starts(start, torch.ones(100))
+    assert cont.shape == (150,) and extended.deter.shape[0] == 150
+    assert torch.equal(extended.deter[:100], start.deter)
+    chosen = extended.deter[100:]
+    assert all(any(torch.equal(row, start.deter[i]) for i in range(0, 100, 10)) for row in chosen)
+    with pytest.raises(RunConfigError, match="predicts none"):
+        build_dreamer(ObsSpec(vector=3), ActionSpec(2, True), cfg)

@@ -128,6 +128,13 @@ class DreamerConfig:
     lagrange_ki: float = _f(0.01, "--cost-limit: integral gain of the PID Lagrange multiplier, per update", ge=0)
     lagrange_kd: float = _f(0.0, "--cost-limit: derivative gain of the PID Lagrange multiplier", ge=0)
     lagrange_max: float = _f(100.0, "--cost-limit: the Lagrange multiplier's ceiling", gt=0)
+    risky_starts: float = _f(
+        0.0,
+        "on an env with costs: imagine also from this many more starts (a fraction of the replayed ones) drawn in "
+        "proportion to their predicted cost, so the actor practises recovering near failure in the dream",
+        ge=0,
+        le=1,
+    )
     return_decay: float = _f(0.99, "EMA decay of the 5-95 percentile return range", ge=0, lt=1)
     imag_bf16: bool = _f(
         True,
@@ -385,6 +392,14 @@ class Config:
         "limit, stored once the run starts",
         ge=0,
     )
+    curriculum: bool = _f(
+        False,
+        "with --cost-limit on a task that defines difficulty levels (the safe: suite): start at its easiest version "
+        "and raise the level by --curriculum-step after every evaluation that keeps the cost within the limit",
+    )
+    curriculum_step: float = _f(
+        0.25, "--curriculum: how far one met evaluation raises the level (0 easy, 1 the task)", gt=0, le=1
+    )
     pretrain_dream: int = _f(
         0,
         "world-model and behaviour updates on the prefill data before the agent's first own action: compute "
@@ -624,12 +639,15 @@ ADDED_LATER: dict[str, Any] = {
     "cost_limit": NO_COST_LIMIT,
     "cost_horizon": 0,
     "pretrain_dream": 0,
+    "curriculum": False,
+    "curriculum_step": 0.25,
     "plan.cost_quantile": 0.9,
     "plan.cost_slack": 0.02,
     "dreamer.lagrange_kp": 0.1,
     "dreamer.lagrange_ki": 0.01,
     "dreamer.lagrange_kd": 0.0,
     "dreamer.lagrange_max": 100.0,
+    "dreamer.risky_starts": 0.0,
     "model.prior_heads": 5,
     "episodes": 0,
     "finetune_from": "",
@@ -850,6 +868,12 @@ def check_costs(cfg: Config) -> None:
             f"--pretrain-dream {cfg.pretrain_dream} trains on the prefill data before the first own action, and "
             f"--prefill {cfg.prefill} is less than one training sequence ({cfg.seq_len} steps); raise --prefill"
         )
+    if cfg.curriculum and not has_cost_limit(cfg):
+        raise ValueError(
+            "--curriculum raises the task's difficulty while the cost stays within --cost-limit: give the limit"
+        )
+    if cfg.curriculum and cfg.offline:
+        raise ValueError("--curriculum changes the env the agent collects in; --offline collects nothing: drop one")
     if cfg.pretrain_dream and cfg.offline:
         raise ValueError("--pretrain-dream trains before the first real action; --offline never acts: drop one")
 

@@ -102,6 +102,7 @@ class Dreamer(Agent):
         cost_limit: float | None = None,
         cost_horizon: int = 0,
         lagrange: dict[str, float] | None = None,
+        risky_starts: float = 0.0,
     ):
         super().__init__()
         self.world_model = world_model
@@ -126,6 +127,12 @@ class Dreamer(Agent):
         # Constrained learning (--cost-limit): a cost critic and a Lagrange multiplier that holds
         # the imagined cost per episode under the limit (behavior/constraints.py).
         self.cost_limit, self.cost_horizon = cost_limit, cost_horizon
+        if risky_starts and COSTS not in world_model.capabilities:
+            raise RunConfigError(
+                "--dreamer.risky-starts draws imagined starts where the world model predicts cost, and "
+                f"{type(world_model).__name__} predicts none here: train on an env that reports info['cost']"
+            )
+        self.risky_starts = risky_starts
         if cost_limit is not None:
             check_costs_learnable(world_model, cost_horizon)
             self.cost_critic = Critic(feat, units=units, layers=layers, bins=bins, onehot=onehot)
@@ -274,7 +281,8 @@ class Dreamer(Agent):
             self._step(["model"], model_loss, norms)
         start = posts.map(lambda x: x.detach().reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
-        ac_losses, ac_metrics, first_return = self._imagination_losses(start, start_cont)
+        ac_losses, ac_metrics, first_return = self._imagination_losses(*self._with_risky_starts(start, start_cont))
+        first_return = first_return[: B * T]  # the replayed starts' own (risky extra starts follow them)
         if self.replay_value > 0:
             replay_posts = posts if joint else posts.map(lambda x: x.detach())
             replay_loss = self._replay_value_loss(replay_posts, batch, first_return.reshape(B, T))
@@ -369,6 +377,21 @@ class Dreamer(Agent):
         if doubt is not None:
             metrics["imag/disagreement"] = doubt.mean()
         return losses, metrics, returns[:, 0].detach()
+
+    def _with_risky_starts(self, start: Any, start_cont: Tensor) -> tuple[Any, Tensor]:
+        """The replayed starts ``(N,)`` followed by ``risky_starts * N`` more drawn from them in
+        proportion to their predicted cost: imagination then begins where failure is near as
+        often as the model says it is there, and the actor learns to recover from it."""
+        if not self.risky_starts:
+            return start, start_cont
+        wm = self.world_model
+        with torch.no_grad():
+            cost = wm.predict(wm.features(start), decode_obs=False)[COST].float().clamp_min(0.0)
+        extra = int(round(self.risky_starts * len(cost)))
+        if extra == 0 or not bool(cost.sum() > 0):
+            return start, start_cont
+        index = torch.multinomial(cost, extra, replacement=True)
+        return start.map(lambda x: torch.cat([x, x[index]])), torch.cat([start_cont, start_cont[index]])
 
     def _target_cost_critic(self) -> nn.Module:
         return self.slow_cost_critic if self.slow_targets else self.cost_critic
@@ -498,6 +521,7 @@ def make_dreamer(
             "kd": agent.lagrange_kd,
             "ceiling": agent.lagrange_max,
         },
+        risky_starts=agent.risky_starts,
     )
 
 

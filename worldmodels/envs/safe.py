@@ -3,7 +3,9 @@
 The cost convention is Safety-Gymnasium's: every ``step`` puts ``info["cost"]``, a float >= 0, the
 cost paid on that step, beside an unchanged reward; a constrained agent keeps the episode's summed
 cost under a budget while it maximises the return. Every env of the suite has ``reports_cost = True``
-(on the env or its outermost cost wrapper), which ``env.get_wrapper_attr("reports_cost")`` finds.
+(on the env or its outermost cost wrapper), which ``env.get_wrapper_attr("reports_cost")`` finds,
+and a ``set_difficulty(level)`` for ``--curriculum``: level 0 an easy version of the task (a
+narrow zone, small hazards, a loose speed limit), level 1 the task as given.
 
 - ``CartPoleZone``: gymnasium's CartPole (500 steps); cost 1 on a step ending with the cart's
   ``|x| > zone`` (default 1.0; the track ends at 2.4). The forbidden zone is tinted in the frame.
@@ -39,6 +41,18 @@ VELOCITY_THRESHOLDS: dict[str, float] = {
 }
 
 
+# CartPoleZone's zone at curriculum level 0: only the last 0.4 of the track on either side.
+EASIEST_ZONE = 2.0
+
+
+def check_level(level: float) -> float:
+    """A curriculum level, in [0, 1] (0 the easiest version of a task, 1 the task as given)."""
+    level = float(level)
+    if not 0.0 <= level <= 1.0:
+        raise ValueError(f"a difficulty level is in [0, 1], got {level}")
+    return level
+
+
 class CartPoleZone(CartPoleEnv):
     """CartPole with a forbidden zone at both ends of the track: cost 1.0 on every step that
     ends with ``|x| > zone``. Reward, termination and dynamics are CartPole's, so its physical
@@ -52,7 +66,13 @@ class CartPoleZone(CartPoleEnv):
         super().__init__(render_mode=render_mode, **kwargs)
         if not 0.0 < zone < self.x_threshold:
             raise ValueError(f"zone must lie inside the track (0 < zone < {self.x_threshold}), got {zone}")
-        self.zone = float(zone)
+        self.zone = self.final_zone = float(zone)
+
+    def set_difficulty(self, level: float) -> None:
+        """Curriculum (``--curriculum``): at level 0 the zone starts at 2.0, near the track's ends; at 1
+        it is ``zone``."""
+        easiest = max(EASIEST_ZONE, self.final_zone)
+        self.zone = easiest + (self.final_zone - easiest) * check_level(level)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
@@ -113,12 +133,18 @@ class PointGoal(gym.Env):
         self.hazards = np.array(hazards, dtype=np.float64).reshape(-1, 3) if len(hazards) else np.zeros((0, 3))
         if np.any(self.hazards[:, 2] <= 0):
             raise ValueError(f"hazards are (x, y, radius) with radius > 0, got {hazards!r}")
+        self.radii = self.hazards[:, 2].copy()  # the full size, which the curriculum grows towards
         self.render_mode, self.render_size = render_mode, int(render_size)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         size = 6 + 2 * len(self.hazards)
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self.pos = self.start.copy()
         self.vel = np.zeros(2)
+
+    def set_difficulty(self, level: float) -> None:
+        """Curriculum (``--curriculum``): hazards grow from a quarter of their radius at level 0 to
+        their full size at 1."""
+        self.hazards[:, 2] = self.radii * (0.25 + 0.75 * check_level(level))
 
     def _obs(self) -> np.ndarray:
         rel_hazards = (self.hazards[:, :2] - self.pos).reshape(-1)
@@ -184,7 +210,12 @@ class VelocityCost(gym.Wrapper):
 
     def __init__(self, env: gym.Env, threshold: float):
         super().__init__(env)
-        self.threshold = float(threshold)
+        self.threshold = self.final_threshold = float(threshold)
+
+    def set_difficulty(self, level: float) -> None:
+        """Curriculum (``--curriculum``): the speed limit falls from twice ``threshold`` at level 0 to
+        ``threshold`` at 1."""
+        self.threshold = self.final_threshold * (2.0 - check_level(level))
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

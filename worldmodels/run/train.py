@@ -153,6 +153,8 @@ class Trainer:
             if ranks.main:
                 write_config(self.run_dir, cfg)
             self.counters = {"env_steps": 0, "agent_steps": 0, "train_steps": 0, "episodes": 0}
+            if cfg.curriculum:  # the task's difficulty level, raised as the constraint is met
+                self.counters["curriculum_level"] = 0.0
             self.cost_paid = 0.0  # the real cost this rank's envs paid while learning (envs/costs.py)
             self.logger = MetricsLogger(self.run_dir) if ranks.main else DiscardingLogger()
             ckpt = self._load_checkpoint() if resume else None
@@ -181,6 +183,7 @@ class Trainer:
             self.close()
             raise
         self.last_return: float | None = None
+        self.last_eval_cost: float | None = None  # the last evaluation's mean cost per episode
         self.collector: Collector | None = None
 
     def _add_dataset(self) -> None:
@@ -371,6 +374,8 @@ class Trainer:
         )
         policy, explore = AgentPolicy(self.agent), random_policy(self.action_spec, self.np_rng)
         self._install_adversary(env, policy)
+        if cfg.curriculum:
+            env.call("set_difficulty", c["curriculum_level"])
         evals = Every(cfg.eval_every, c["env_steps"])
         logs = Every(cfg.log_every, c["env_steps"])
         saves = Every(cfg.checkpoint_every, c["env_steps"])
@@ -389,6 +394,8 @@ class Trainer:
                     if evaluate and self.ranks.main:  # the other ranks wait at their next reduction
                         self.logger.add(self.evaluate(c["env_steps"] // cfg.eval_every))
                         self.logger.add(self.domain_probe())
+                    if evaluate and cfg.curriculum:
+                        self._raise_difficulty(env)
                     if logs.due(c["env_steps"]) or final:
                         if c["train_steps"] and self.ranks.main:
                             self.logger.add(self.model_drift())
@@ -433,6 +440,17 @@ class Trainer:
         self.save()
         self.close()
         return dict(c)
+
+    def _raise_difficulty(self, env) -> None:
+        """``--curriculum``: one step up after an evaluation (rank 0's) whose mean cost kept within
+        the limit; every rank's envs change together."""
+        c, cfg = self.counters, self.cfg
+        met = self.ranks.main and self.last_eval_cost is not None and self.last_eval_cost <= cfg.cost_limit
+        if self._agreed(met) and c["curriculum_level"] < 1.0:
+            c["curriculum_level"] = min(1.0, c["curriculum_level"] + cfg.curriculum_step)
+            env.call("set_difficulty", c["curriculum_level"])
+            self.echo(f"curriculum: cost within the limit, difficulty raised to {c['curriculum_level']:g}")
+        self.logger.add({"curriculum/level": c["curriculum_level"]})
 
     def _episodes_done(self) -> bool:
         """``--episodes N``: this run has collected its N episodes."""
@@ -659,6 +677,8 @@ class Trainer:
         of their own (envs/seeding.py), acting as ``eval_policy`` says; metrics ``eval/*``."""
         cfg = self.cfg
         env = make_single_env(cfg)
+        if cfg.curriculum:  # evaluations play the task at the level training is at
+            env.get_wrapper_attr("set_difficulty")(self.counters["curriculum_level"])
         try:
             seeds = evaluation_seeds(cfg.seed, index, cfg.eval_episodes)
             episodes = play_episodes(env, self.agent, seeds, mode=cfg.eval_policy == "greedy")
@@ -669,6 +689,7 @@ class Trainer:
         if episodes[0].cost is not None:
             costs = cost_summary([ep.cost for ep in episodes], cfg.cost_limit if has_cost_limit(cfg) else None)
             out.update({f"eval/{k}": v for k, v in costs.items()})
+            self.last_eval_cost = costs["mean_cost"]
         return {"eval/return": stats["mean"], **out, "eval/episodes": len(episodes), "eval/index": index}
 
 
