@@ -177,6 +177,9 @@ class PlanConfig:
     cost_slack: float = _f(
         0.02, "constrained: predicted cost over the plan tolerated beyond its share of --cost-limit (model noise)", ge=0
     )
+    cost_floor: float = _f(
+        0.05, "constrained: a predicted step cost counts towards the budget only beyond this (model noise)", ge=0
+    )
     beta: float = _f(1.0, "weight of the spread in the risk and optimistic objectives", ge=0)
     cvar_alpha: float = _f(0.1, "cvar: mean of this worst fraction of particle returns", gt=0, le=1)
     discount: float = _f(0.99, "discount of rewards along a plan", ge=0, le=1)
@@ -643,6 +646,7 @@ ADDED_LATER: dict[str, Any] = {
     "curriculum_step": 0.25,
     "plan.cost_quantile": 0.9,
     "plan.cost_slack": 0.02,
+    "plan.cost_floor": 0.05,
     "dreamer.lagrange_kp": 0.1,
     "dreamer.lagrange_ki": 0.01,
     "dreamer.lagrange_kd": 0.0,

@@ -81,7 +81,7 @@ class LatentMPC(Dreamer):
             if self.constrained:  # what the plan costs beyond its horizon counts against it too
                 tail = self.slow_cost_critic(feat[:, horizon:]).mean()[:, 0].float()
                 returns = returns - self.lagrangian.multiplier * discounted_return(cost, cont, self.discount, tail)
-            spent = discounted_return(cost, cont, 1.0).reshape(n, 1, m)
+            spent = discounted_return(self.budget.counted(cost), cont, 1.0).reshape(n, 1, m)
             return constrained(returns.reshape(n, 1, m), spent, self.budget.plan(horizon), self.budget.quantile)
 
         return on_device(score, self.device)
@@ -137,7 +137,7 @@ class LatentMPC(Dreamer):
             n = self.action_spec.dim
             nxt = wm.advance(state.map(lambda x: x.expand(n, *x.shape[1:])), eye)
             cost = wm.predict(wm.features(nxt), decode_obs=False)[COST].float()
-            return cost <= self.budget.plan(1)
+            return self.budget.counted(cost) <= self.budget.plan(1)
 
         pruned = allowed if self.objective_kind == "constrained" else None
         return eye[self.planner.choose(start, step, value, prior, explore=explore, allowed=pruned)]

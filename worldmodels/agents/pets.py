@@ -232,7 +232,7 @@ class PETS(Agent):
                 bootstrap = self.state_value(roll.states[..., -1, :].float().transpose(0, 1)).transpose(0, 1)
             returns = discounted_return(roll.rewards.float(), roll.conts.float(), self.discount, bootstrap)
             if self.objective_kind == "constrained":  # the cost a plan expects, undiscounted like the limit
-                costs = discounted_return(roll.costs.float(), roll.conts.float(), 1.0)
+                costs = discounted_return(self.budget.counted(roll.costs.float()), roll.conts.float(), 1.0)
                 return constrained(returns, costs, self.budget.plan(self.horizon), self.budget.quantile)
             return summarize(returns, self.objective_kind, self.beta, self.cvar_alpha)
 
@@ -282,7 +282,7 @@ class PETS(Agent):
         def allowed(s: Tensor) -> Tensor:  # actions whose pessimistic one-step cost fits the budget
             n = self.action_spec.dim
             _, _, _, cost = self.ensemble.step(s.expand(k, n, -1), eye.expand(k, -1, -1), sample=False, with_cost=True)
-            return torch.quantile(cost.float(), self.budget.quantile, dim=0) <= self.budget.plan(1)
+            return torch.quantile(self.budget.counted(cost.float()), self.budget.quantile, dim=0) <= self.budget.plan(1)
 
         pruned = allowed if self.objective_kind == "constrained" else None
         index = self.planner.choose(state, step, value=value, explore=explore, allowed=pruned)

@@ -94,16 +94,24 @@ def plan_feedback(planner: ShootingPlanner, objective, warm_start: Tensor | None
 
 class PlanBudget(NamedTuple):
     """What the constrained objective holds plans to: ``limit`` per episode of ``episode_length``
-    steps, ``slack`` over a plan for model noise, judged at the ``quantile`` of predicted costs."""
+    steps, ``slack`` over a plan for model noise, judged at the ``quantile`` of predicted costs;
+    a predicted step cost counts only beyond ``floor``."""
 
     limit: float
     episode_length: int
     slack: float
     quantile: float
+    floor: float = 0.0
 
     def plan(self, horizon: int) -> float:
         """The predicted cost a plan of ``horizon`` steps may carry."""
         return cost_budget(self.limit, horizon, self.episode_length, self.slack)
+
+    def counted(self, costs: Tensor) -> Tensor:
+        """Predicted step costs as the budget counts them: what exceeds ``floor``. A model that has
+        seen no cost still predicts small positive ones everywhere; summed over a long plan they
+        made every plan infeasible (PETS on PointGoal fled the goal before it had met a hazard)."""
+        return (costs - self.floor).clamp_min(0.0)
 
     @classmethod
     def from_config(cls, cfg: Config) -> PlanBudget | None:
@@ -114,7 +122,8 @@ class PlanBudget(NamedTuple):
                 "--cost-limit is spread over --cost-horizon steps, which is 0 here: set it (a training run sets it to "
                 "the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
             )
-        return cls(cfg.cost_limit, cfg.cost_horizon, cfg.plan.cost_slack, cfg.plan.cost_quantile)
+        p = cfg.plan
+        return cls(cfg.cost_limit, cfg.cost_horizon, p.cost_slack, p.cost_quantile, p.cost_floor)
 
 
 def check_constrained(world_model, budget: PlanBudget | None) -> PlanBudget:
