@@ -385,3 +385,26 @@ def test_risky_starts_begin_imagination_where_the_cost_head_fires(tmp_path):
     assert all(any(torch.equal(row, start.deter[i]) for i in range(0, 100, 10)) for row in chosen)
     with pytest.raises(RunConfigError, match="predicts none"):
         build_dreamer(ObsSpec(vector=3), ActionSpec(2, True), cfg)
+
+
+def test_latent_mpc_learns_and_plans_under_the_limit(tmp_path):
+    """Latent MPC trains under the limit (the Lagrangian Dreamer's terms) and scores plans with the
+    constrained objective: the cost head over the plan, the cost critic past it."""
+    cfg = tiny_config(
+        tmp_path,
+        env="wmtest/Lane-v0",
+        agent="mpc",
+        steps=130,
+        prefill=100,
+        train_ratio=16,
+        cost_limit=0.0,
+        plan=PlanConfig(horizon=3, population=16, elites=4, iterations=1, policy_samples=2, objective="constrained"),
+    )
+    Trainer(cfg, progress=False).train()
+    agent = load_run(cfg.logdir).agent
+    assert agent.constrained and agent.objective_kind == "constrained"
+    start = agent.posterior(
+        {"vector": torch.tensor([[0.2, 0.0]])}, torch.ones(1, dtype=torch.bool), None
+    )  # the lane's step 2, on the centre line
+    scores = agent.objective(start)(torch.zeros(4, 3, 1))
+    assert scores.shape == (4,) and torch.isfinite(scores).all()
