@@ -3,6 +3,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -408,3 +409,26 @@ def test_latent_mpc_learns_and_plans_under_the_limit(tmp_path):
     )  # the lane's step 2, on the centre line
     scores = agent.objective(start)(torch.zeros(4, 3, 1))
     assert scores.shape == (4,) and torch.isfinite(scores).all()
+
+
+def test_the_curriculum_level_is_part_of_the_observation():
+    env = make_env("safe:PointGoal", difficulty=True)
+    obs, _ = env.reset(seed=0)
+    assert env.obs_spec.vector == 9 and obs["vector"][-1] == 1.0
+    env.get_wrapper_attr("set_difficulty")(0.5)
+    assert env.step(np.zeros(2, np.float32))[0]["vector"][-1] == 0.5
+
+
+def test_finetuning_under_a_limit_starts_the_cost_critic_fresh(tmp_path):
+    """A source trained on the lane without a limit has a cost head but no cost critic or
+    multiplier; fine-tuning it under a limit keeps its model and starts those fresh, and its
+    planners default to the constrained objective as a fresh run's do."""
+    from worldmodels.run.finetune import finetune_config
+
+    source = tiny_config(tmp_path / "src", env="wmtest/Lane-v0", steps=110, prefill=100)
+    Trainer(source, progress=False).train()
+    cfg = finetune_config(Path(source.logdir), tmp_path / "ft", given={"cost_limit": 0.0, "steps": 20})
+    assert cfg.plan.objective == "constrained"
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.agent.constrained and float(trainer.agent.lagrangian.multiplier) == 0.0
+    trainer.close()

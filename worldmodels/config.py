@@ -391,8 +391,8 @@ class Config:
     )
     cost_horizon: int = _f(
         0,
-        "episode length --cost-limit is spread over (its share per step is limit / horizon); 0: the env's time "
-        "limit, stored once the run starts",
+        "episode length --cost-limit is spread over, in agent steps (env steps / --action-repeat; its share per "
+        "step is limit / horizon); 0: the env's time limit, stored once the run starts",
         ge=0,
     )
     curriculum: bool = _f(
@@ -890,7 +890,8 @@ def with_cost_horizon(cfg: Config, episode_limit: int | None) -> Config:
     if not episode_limit:
         raise ValueError(
             f"--cost-limit {cfg.cost_limit} is a cost per episode, and {cfg.env} sets no time limit to spread it "
-            "over: give --cost-horizon N (the episode length it is spread over) or --max-episode-steps N"
+            "over: give --cost-horizon N (the episode length it is spread over, in agent steps) or "
+            "--max-episode-steps N (in env steps)"
         )
     return dataclasses.replace(cfg, cost_horizon=int(episode_limit))
 

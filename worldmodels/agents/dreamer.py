@@ -281,7 +281,9 @@ class Dreamer(Agent):
             self._step(["model"], model_loss, norms)
         start = posts.map(lambda x: x.detach().reshape(-1, *x.shape[2:]))  # (B*T, ...)
         start_cont = 1.0 - batch["is_terminal"].reshape(-1).float()
-        ac_losses, ac_metrics, first_return = self._imagination_losses(*self._with_risky_starts(start, start_cont))
+        ac_losses, ac_metrics, first_return = self._imagination_losses(
+            *self._with_risky_starts(start, start_cont), replayed=B * T
+        )
         first_return = first_return[: B * T]  # the replayed starts' own (risky extra starts follow them)
         if self.replay_value > 0:
             replay_posts = posts if joint else posts.map(lambda x: x.detach())
@@ -325,10 +327,12 @@ class Dreamer(Agent):
         """What bootstraps the returns and gives the baseline: the slow critic or the critic."""
         return self.slow_critic if self.slow_targets else self.critic
 
-    def _imagination_losses(self, start: Any, start_cont: Tensor):
+    def _imagination_losses(self, start: Any, start_cont: Tensor, replayed: int | None = None):
         """Imagine ``horizon`` steps from every start state ``(N,)``: actor and critic losses, their
         diagnostics, and the imagined return from each start ``(N,)`` (the replay value loss's
-        bootstrap)."""
+        bootstrap). The first ``replayed`` starts are the replayed states (the rest: risky starts):
+        the return scales and the measured cost per episode come from them alone, so extra starts
+        drawn where cost is likely do not make the policy look costlier than it is."""
         wm = self.world_model
         if self.reinforce == 1.0:  # the score function needs no gradient through the rollout
             with torch.no_grad(), self._autocast(self.imag_bf16):
@@ -341,7 +345,8 @@ class Dreamer(Agent):
         else:
             # The return's gradient flows through the rollout into the actor only: the world model and
             # the critic are held fixed while it is built (their gradients come from their own losses).
-            with frozen(wm, self.critic), self._autocast(self.imag_bf16):
+            held = (self.cost_critic,) if self.constrained else ()
+            with frozen(wm, self.critic, *held), self._autocast(self.imag_bf16):
                 feat, actions = wm.imagine_features(start, self.actor.rsample, self.horizon, differentiable=True)
                 feat = self._full(feat)
                 heads = wm.predict(feat[:, 1:], decode_obs=False)
@@ -352,10 +357,10 @@ class Dreamer(Agent):
         returns = lambda_returns(reward, cont, value, gamma=self.gamma, lam=self.lam)  # (N, H)
         # Weight of step k: probability the episode is still going at s_k.
         weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1).detach()
-        scale = self.return_scale.update(returns)
+        scale = self.return_scale.update(returns[:replayed])
         cost = None
         if self.constrained:
-            cost = self._cost_terms(heads[COST], cont, self._full(cost_value))
+            cost = self._cost_terms(heads[COST], cont, self._full(cost_value), replayed)
         with self._autocast(self.imag_bf16):
             losses, metrics = actor_critic_losses(
                 actor=self.actor,
@@ -396,14 +401,14 @@ class Dreamer(Agent):
     def _target_cost_critic(self) -> nn.Module:
         return self.slow_cost_critic if self.slow_targets else self.cost_critic
 
-    def _cost_terms(self, cost: Tensor, cont: Tensor, cost_value: Tensor) -> CostTerms:
+    def _cost_terms(self, cost: Tensor, cont: Tensor, cost_value: Tensor, replayed: int | None) -> CostTerms:
         """The imagined costs' lambda-returns and scale, and the multiplier after this update's
-        measurement of the cost per episode."""
+        measurement of the cost per episode (from the first ``replayed`` starts)."""
         cost = self._full(cost).float().clamp_min(0.0)  # a cost is never negative; the head's mean may dip below
         returns = lambda_returns(cost, cont, cost_value, gamma=self.gamma, lam=self.lam)
-        self._measured_cost = episode_cost(returns[:, 0], self.gamma, self.cost_horizon)
+        self._measured_cost = episode_cost(returns[:replayed, 0], self.gamma, self.cost_horizon)
         multiplier = self.lagrangian.update(self._measured_cost)
-        scale = self.cost_scale.update(returns)
+        scale = self.cost_scale.update(returns[:replayed])
         return CostTerms(self.cost_critic, self.slow_cost_critic, returns, cost_value, scale, multiplier)
 
     def penalised(self, feat: Any, reward: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -78,9 +78,11 @@ class LatentMPC(Dreamer):
             if self.objective_kind != "constrained":
                 return summarize(returns.reshape(n, 1, m), self.objective_kind, alpha=self.cvar_alpha)
             cost = heads[COST].float().clamp_min(0.0)
-            if self.constrained:  # what the plan costs beyond its horizon counts against it too
+            if self.constrained:  # the actor's Lagrangian, in its units; the cost past the horizon counts too
                 tail = self.slow_cost_critic(feat[:, horizon:]).mean()[:, 0].float()
-                returns = returns - self.lagrangian.multiplier * discounted_return(cost, cont, self.discount, tail)
+                cost_return = discounted_return(cost, cont, self.discount, tail)
+                lam = self.lagrangian.multiplier
+                returns = returns / self.return_scale.scale() - lam * cost_return / self.cost_scale.scale()
             spent = discounted_return(self.budget.counted(cost), cont, 1.0).reshape(n, 1, m)
             return constrained(returns.reshape(n, 1, m), spent, self.budget.plan(horizon), self.budget.quantile)
 

@@ -109,7 +109,8 @@ def conform_episode(
         if COST not in steps:
             raise DatasetError(
                 "this env charges costs (info['cost']) and the model learns them, but the recorded episodes hold "
-                "none; record them on the same env (wm data collect, or a run folder of it)"
+                "none: HDF5 and Minari files do not carry costs yet. Learn from a run folder of the same env (its "
+                "replay keeps them: --dataset RUN)"
             )
         keys.add(COST)
     out = {k: v for k, v in steps.items() if k in keys}

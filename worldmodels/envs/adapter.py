@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from ..errors import UnsupportedSpaceError
+from ..errors import RunConfigError, UnsupportedSpaceError
 from ..specs import COST, DOMAIN, IMAGE, VECTOR, ActionSpec, ObsSpec
 from .costs import declares_cost, step_cost
 from .spaces import SUPPORTED_OBS, action_spec, flatten_obs, is_image_space, to_env_action, vector_size
@@ -63,6 +63,20 @@ class StateView:
         return obs
 
 
+def check_levels(env: gym.Env) -> None:
+    """A curriculum needs a task with levels: ``set_difficulty(level)`` and ``difficulty`` (0 to 1)."""
+    try:
+        env.get_wrapper_attr("set_difficulty")
+        env.get_wrapper_attr("difficulty")
+    except AttributeError:
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise RunConfigError(
+            f"--curriculum raises a task's difficulty, and {name} defines none: the safe: suite's tasks do "
+            "(CartPoleZone's zone, PointGoal's hazard size, the velocity tasks' speed limit); your own env takes part "
+            "with a method set_difficulty(level) and an attribute difficulty, levels from 0 (easy) to 1 (the task)"
+        ) from None
+
+
 class ModelEnv(gym.Wrapper):
     """Observations ``{"image": uint8 (S, S, C), "vector": float32 (D,)}``; actions in model space.
 
@@ -71,14 +85,26 @@ class ModelEnv(gym.Wrapper):
     Actions are one-hots for ``Discrete`` and values in [-1, 1] scaled to a ``Box``'s bounds.
     ``action_repeat`` repeats each action, summing rewards (and costs). ``costs`` (or an env that
     declares ``reports_cost``, envs/costs.py): every step's ``info["cost"]`` is required, finite,
-    summed over repeats, and ``obs_spec.cost`` says so. Under a
+    summed over repeats, and ``obs_spec.cost`` says so. ``difficulty`` (a curriculum): the task's
+    level (``env.difficulty``, 0 to 1) is the last entry of ``"vector"``, since the level changes
+    what costs what and the model must be able to tell. Under a
     :class:`~worldmodels.envs.domains.Randomization` the observations also hold ``"domain"``, the
     episode's parameter values (float32, in its ``domain_names`` order), which the replay records
     and no encoder reads.
     """
 
-    def __init__(self, env: gym.Env, *, obs_mode: str, image_size: int, action_repeat: int = 1, costs: bool = False):
+    def __init__(
+        self,
+        env: gym.Env,
+        *,
+        obs_mode: str,
+        image_size: int,
+        action_repeat: int = 1,
+        costs: bool = False,
+        difficulty: bool = False,
+    ):
         super().__init__(env)
+        self.difficulty = difficulty
         self.obs_mode, self.image_size, self.repeat = obs_mode, image_size, action_repeat
         self.costs = costs or declares_cost(env)
         self._steps = 0  # of the episode, to name a step whose cost is bad
@@ -95,6 +121,9 @@ class ModelEnv(gym.Wrapper):
         image = obs_mode in ("pixels", "both") or (self.view is not None and self.view.channels is not None)
         channels = self.view.channels if self.view is not None and self.view.channels is not None else 3
         vec = self.view.vector if self.view is not None else None
+        if difficulty:
+            check_levels(env)
+            vec = (vec or 0) + 1
         self.obs_spec = ObsSpec(
             image=(image_size, image_size, channels) if image else None, vector=vec, cost=self.costs
         )
@@ -123,6 +152,9 @@ class ModelEnv(gym.Wrapper):
             obs[IMAGE] = resize(np.asarray(self.env.render(), dtype=np.uint8), self.image_size)
         if self.view is not None:
             obs.update(self.view(raw, self.image_size))
+        if self.difficulty:
+            level = np.array([self.env.get_wrapper_attr("difficulty")], np.float32)
+            obs[VECTOR] = np.concatenate([obs[VECTOR], level]) if VECTOR in obs else level
         return obs
 
     def _with_domain(self, obs: dict[str, np.ndarray], info: dict) -> dict[str, np.ndarray]:

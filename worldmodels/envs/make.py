@@ -187,6 +187,7 @@ def make_env(
     randomize: str | Domain = "",
     disturb: str | Disturbance = "",
     costs: bool = False,
+    difficulty: bool = False,
 ) -> ModelEnv:
     """One environment adapted for the model (see :class:`ModelEnv`).
 
@@ -195,7 +196,8 @@ def make_env(
     constructor (``gym.make(env_id, **env_kwargs)``, or the suite's ``make``). ``randomize``
     (envs/domains.py) and ``disturb`` (envs/disturbances.py) wrap the env before the adapter,
     as specs or objects. ``costs``: the env must report ``info["cost"]`` on every step, recorded
-    beside the reward (envs/costs.py; an env that declares ``reports_cost`` does so anyway).
+    beside the reward (envs/costs.py; an env that declares ``reports_cost`` does so anyway);
+    ``difficulty``: the task's curriculum level is part of the observation.
     """
     domain = randomize if isinstance(randomize, Domain) else Domain.parse(randomize)
     disturbance = disturb if isinstance(disturb, Disturbance) else Disturbance.parse(disturb)
@@ -234,7 +236,14 @@ def make_env(
             env = domain.wrap(env, frame_size=image_size if obs_mode in ("pixels", "both") else None)
         if disturbance:
             env = disturbance.wrap(env)
-        adapted = ModelEnv(env, obs_mode=obs_mode, image_size=image_size, action_repeat=action_repeat, costs=costs)
+        adapted = ModelEnv(
+            env,
+            obs_mode=obs_mode,
+            image_size=image_size,
+            action_repeat=action_repeat,
+            costs=costs,
+            difficulty=difficulty,
+        )
     except BaseException:
         env.close()
         raise

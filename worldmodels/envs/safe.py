@@ -67,12 +67,14 @@ class CartPoleZone(CartPoleEnv):
         if not 0.0 < zone < self.x_threshold:
             raise ValueError(f"zone must lie inside the track (0 < zone < {self.x_threshold}), got {zone}")
         self.zone = self.final_zone = float(zone)
+        self.difficulty = 1.0  # the curriculum's level: 1, the task as given
 
     def set_difficulty(self, level: float) -> None:
         """Curriculum (``--curriculum``): at level 0 the zone starts at 2.0, near the track's ends; at 1
         it is ``zone``."""
+        self.difficulty = check_level(level)
         easiest = max(EASIEST_ZONE, self.final_zone)
-        self.zone = easiest + (self.final_zone - easiest) * check_level(level)
+        self.zone = easiest + (self.final_zone - easiest) * self.difficulty
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
@@ -134,6 +136,7 @@ class PointGoal(gym.Env):
         if np.any(self.hazards[:, 2] <= 0):
             raise ValueError(f"hazards are (x, y, radius) with radius > 0, got {hazards!r}")
         self.radii = self.hazards[:, 2].copy()  # the full size, which the curriculum grows towards
+        self.difficulty = 1.0
         self.render_mode, self.render_size = render_mode, int(render_size)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         size = 6 + 2 * len(self.hazards)
@@ -144,7 +147,8 @@ class PointGoal(gym.Env):
     def set_difficulty(self, level: float) -> None:
         """Curriculum (``--curriculum``): hazards grow from a quarter of their radius at level 0 to
         their full size at 1."""
-        self.hazards[:, 2] = self.radii * (0.25 + 0.75 * check_level(level))
+        self.difficulty = check_level(level)
+        self.hazards[:, 2] = self.radii * (0.25 + 0.75 * self.difficulty)
 
     def _obs(self) -> np.ndarray:
         rel_hazards = (self.hazards[:, :2] - self.pos).reshape(-1)
@@ -211,11 +215,13 @@ class VelocityCost(gym.Wrapper):
     def __init__(self, env: gym.Env, threshold: float):
         super().__init__(env)
         self.threshold = self.final_threshold = float(threshold)
+        self.difficulty = 1.0
 
     def set_difficulty(self, level: float) -> None:
         """Curriculum (``--curriculum``): the speed limit falls from twice ``threshold`` at level 0 to
         ``threshold`` at 1."""
-        self.threshold = self.final_threshold * (2.0 - check_level(level))
+        self.difficulty = check_level(level)
+        self.threshold = self.final_threshold * (2.0 - self.difficulty)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

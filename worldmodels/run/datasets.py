@@ -31,8 +31,6 @@ def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
     env that does not declare costs takes one step to see that it reports them."""
     env = make_single_env(cfg)
     try:
-        if cfg.curriculum:
-            check_curriculum(env, cfg.env)
         if env.costs and not declares_cost(env.env):  # --cost-limit on an env that may charge none: try a step
             env.reset(seed=0)
             env.step(env.action_space.sample())
@@ -55,18 +53,6 @@ def probe_run(cfg: Config) -> tuple[ObsSpec, ActionSpec, dict]:
         return env.obs_spec, env.action_spec, spaces
     finally:
         env.close()
-
-
-def check_curriculum(env, env_id: str) -> None:
-    """``--curriculum`` needs a task with difficulty levels (``set_difficulty(level)``, level in [0, 1])."""
-    try:
-        env.get_wrapper_attr("set_difficulty")
-    except AttributeError:
-        raise RunConfigError(
-            f"--curriculum raises a task's difficulty, and {env_id} defines none: the safe: suite's tasks do "
-            "(CartPoleZone's zone, PointGoal's hazard size, the velocity tasks' speed limit); your own env takes part "
-            "with a method set_difficulty(level) for levels from 0 (easy) to 1 (the task itself)"
-        ) from None
 
 
 def record_replay_spaces(run_dir: Path, spaces: dict) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, parse_stored
+from ..config import NO_COST_LIMIT, Config, parse_stored
 from ..envs.domains import Domain
 from ..errors import RunConfigError
 from ..registry import agent_spec
@@ -67,6 +67,8 @@ def finetune_config(
         drawn = Domain.parse(given.get("randomize", ""))
         given["randomize"] = drawn.merged(fixed).text
     given.setdefault("prefill", 0)
+    if given.get("cost_limit", NO_COST_LIMIT) != NO_COST_LIMIT and "plan.objective" not in given:
+        given["plan.objective"] = "constrained"  # as a fresh run's planners respect a limit (config.resolve)
     if given.get("offline") and not cfg.offline:  # the agent's offline settings (dreamer: the penalty)
         given = {**agent_spec(given.get("agent", cfg.agent)).offline_defaults, **given}
     for key in LEARNING_RATES:

@@ -108,6 +108,7 @@ def env_kwargs(cfg: Config) -> dict:
         randomize=cfg.randomize,
         disturb=cfg.disturb,
         costs=cfg.cost_limit >= 0,
+        difficulty=cfg.curriculum,
     )
 
 

@@ -107,6 +107,20 @@ class Rate:
         return (env_steps - self.env0) / elapsed, (train_steps - self.train0) / elapsed
 
 
+# Weights a fine-tuned run may have and its source not (they start fresh): prior heads (--penalty),
+# cost heads (an env with costs), the cost critic and Lagrange multiplier (--cost-limit).
+FRESH_IN_FINETUNING = (
+    "world_model.prior_ensemble.",
+    "world_model.cost_head.",
+    "world_model.cost_net.",
+    "ensemble.cost_net.",
+    "cost_critic.",
+    "slow_cost_critic.",
+    "cost_scale.",
+    "lagrangian.",
+)
+
+
 class Trainer:
     """Runs one training run in ``cfg.logdir``; ``resume`` continues it from what is on disk.
 
@@ -226,9 +240,10 @@ class Trainer:
         at this run's learning rates). The source run is only read."""
         path = Path(self.cfg.finetune_from) / checkpoint.NAME
         ckpt = checkpoint.load(path, map_location=self.agent.device)
-        # The prior heads exist only with --penalty: a source trained without them starts them fresh.
+        # The prior heads exist only with --penalty, the cost heads only on an env with costs, the cost
+        # critic and multiplier only under a limit: a source trained without them starts them fresh.
         advice = "wm finetune keeps the source's model: drop the flags that change its sizes or family."
-        checkpoint.load_agent_state(self.agent, ckpt, path, optional=("world_model.prior_ensemble.",), advice=advice)
+        checkpoint.load_agent_state(self.agent, ckpt, path, optional=FRESH_IN_FINETUNING, advice=advice)
         steps = int(ckpt["counters"].get("env_steps", 0))
         self.echo(f"starting from the weights of {self.cfg.finetune_from} ({steps:,} env steps)")
 
