@@ -78,7 +78,19 @@ def test_bench_planners_writes_the_latency_table(tmp_path):
 
     small = PlanConfig(horizon=4, population=20, iterations=2, elites=4, simulations=4, policy_samples=2)
     result = bench_planners(decisions=1, plan=small)
-    assert set(result) == {"setting", "cem", "mppi", "mcts", "cem_linear", "cem_latent", "mppi_latent", "mcts_latent"}
+    assert set(result) == {
+        "setting",
+        "cem",
+        "cem_constrained",
+        "mppi",
+        "mcts",
+        "cem_linear",
+        "cem_latent",
+        "cem_latent_constrained",
+        "mppi_latent",
+        "mcts_latent",
+    }
+    assert result["cem_constrained"]["ms_per_action"] > 0 and result["cem_latent_constrained"]["ms_per_action"] > 0
     assert result["cem_linear"]["ms_per_action"] > 0
     assert result["cem"]["ms_per_action"] > 0 and result["mppi_latent"]["ms_per_action_bf16"] > 0
     out = tmp_path / "bench.json"

@@ -4,7 +4,9 @@ The reference setting: a 5-member ensemble, 500 candidates, horizon 15, 5 iterat
 particle per member and candidate; Pendulum's sizes (3-D state, 1-D action), CartPole's for
 MCTS (4-D state, 2 actions). ``cem_linear`` plans the gains of a linear feedback law
 (``--plan.controller linear``) with the same settings. The latent rows use the RSSM of the
-given size with the same planner settings (plus the actor's 24 proposals). Weights are
+given size with the same planner settings (plus the actor's 24 proposals). The ``*_constrained``
+rows plan with ``--plan.objective constrained`` under ``--cost-limit 0`` on a model with costs
+(the ensemble's state-cost nets, the RSSM's cost head and the Lagrangian's cost critic). Weights are
 untrained: latency does not depend on them. Timed with the torch threads of this process, after warm-up decisions.
 """
 
@@ -21,12 +23,14 @@ from ..run.runs import build_agent
 from ..specs import VECTOR, ActionSpec, ObsSpec
 
 CASES = {
-    # name: (agent, planner, state dim, action spec)
+    # name: (agent, planner, state dim, action spec); "_constrained": under a cost limit
     "cem": ("pets", "cem", 3, ActionSpec(1, False)),
+    "cem_constrained": ("pets", "cem", 3, ActionSpec(1, False)),
     "mppi": ("pets", "mppi", 3, ActionSpec(1, False)),
     "mcts": ("pets", "mcts", 4, ActionSpec(2, True)),
     "cem_linear": ("pets", "cem", 3, ActionSpec(1, False)),  # --plan.controller linear
     "cem_latent": ("mpc", "cem", 3, ActionSpec(1, False)),
+    "cem_latent_constrained": ("mpc", "cem", 3, ActionSpec(1, False)),
     "mppi_latent": ("mpc", "mppi", 3, ActionSpec(1, False)),
     "mcts_latent": ("mpc", "mcts", 4, ActionSpec(2, True)),
 }
@@ -71,17 +75,23 @@ def bench_planners(
     for name in cases or list(CASES):
         agent_kind, planner, state_dim, action_spec = CASES[name]
         row = {}
+        constrained = name.endswith("_constrained")
+        limits = {"cost_limit": 0.0, "cost_horizon": 200} if constrained else {}
         for bf16 in (False, True):
             cfg = Config(
                 agent=agent_kind,
                 planner=planner,
                 plan=dataclasses.replace(
-                    plan, bf16=bf16, controller="linear" if name.endswith("_linear") else "sequence"
+                    plan,
+                    bf16=bf16,
+                    controller="linear" if name.endswith("_linear") else "sequence",
+                    objective="constrained" if constrained else plan.objective,
                 ),
                 ensemble=ens,
                 model=apply_size(ModelConfig(), size),
+                **limits,
             )
-            obs_spec = ObsSpec(vector=state_dim)
+            obs_spec = ObsSpec(vector=state_dim, cost=constrained)
             agent = build_agent(cfg, obs_spec, action_spec, device=torch.device("cpu")).eval()
             ms = _decision_ms(agent, state_dim, decisions)
             key = "ms_per_action_bf16" if bf16 else "ms_per_action"
