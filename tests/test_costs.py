@@ -222,10 +222,13 @@ def test_lagrange_multiplier_rises_above_the_limit_and_falls_below_it():
     assert float(lagrangian.integral) == 0.0  # no wind-up while the constraint is slack
 
 
-def test_episode_cost_reads_the_discounted_cost_rate():
-    gamma = 0.99
-    returns = torch.full((8,), 0.02 / (1 - gamma))  # 0.02 per step forever
-    assert float(episode_cost(returns, gamma, 500)) == pytest.approx(10.0)
+def test_episode_cost_reads_the_imagined_cost_rate():
+    """0.02 per step where the episode goes on (weight 1), whatever is predicted past its end."""
+    cost = torch.full((8, 15), 0.02)
+    cost[:, 10:] = 5.0
+    weight = torch.ones(8, 15)
+    weight[:, 10:] = 0.0
+    assert float(episode_cost(cost, weight, 500)) == pytest.approx(10.0)
 
 
 def test_feasible_first_ranking_never_prefers_an_infeasible_plan():

@@ -360,7 +360,7 @@ class Dreamer(Agent):
         scale = self.return_scale.update(returns[:replayed])
         cost = None
         if self.constrained:
-            cost = self._cost_terms(heads[COST], cont, self._full(cost_value), replayed)
+            cost = self._cost_terms(heads[COST], cont, self._full(cost_value), weight, replayed)
         with self._autocast(self.imag_bf16):
             losses, metrics = actor_critic_losses(
                 actor=self.actor,
@@ -401,12 +401,14 @@ class Dreamer(Agent):
     def _target_cost_critic(self) -> nn.Module:
         return self.slow_cost_critic if self.slow_targets else self.cost_critic
 
-    def _cost_terms(self, cost: Tensor, cont: Tensor, cost_value: Tensor, replayed: int | None) -> CostTerms:
+    def _cost_terms(
+        self, cost: Tensor, cont: Tensor, cost_value: Tensor, weight: Tensor, replayed: int | None
+    ) -> CostTerms:
         """The imagined costs' lambda-returns and scale, and the multiplier after this update's
         measurement of the cost per episode (from the first ``replayed`` starts)."""
         cost = self._full(cost).float().clamp_min(0.0)  # a cost is never negative; the head's mean may dip below
         returns = lambda_returns(cost, cont, cost_value, gamma=self.gamma, lam=self.lam)
-        self._measured_cost = episode_cost(returns[:replayed, 0], self.gamma, self.cost_horizon)
+        self._measured_cost = episode_cost(cost[:replayed], weight[:replayed], self.cost_horizon)
         multiplier = self.lagrangian.update(self._measured_cost)
         scale = self.cost_scale.update(returns[:replayed])
         return CostTerms(self.cost_critic, self.slow_cost_critic, returns, cost_value, scale, multiplier)
