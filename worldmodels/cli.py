@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate a trained run on fresh start states: mean ± std return (eval.json), optional video; "
-        "--vary/--set/--disturb: out of distribution (RUN/ood/)",
+        help="evaluate a trained run on fresh start states: mean ± std return (and cost, on a task with costs) "
+        "(eval.json), optional video; --vary/--set/--disturb: out of distribution (RUN/ood/)",
     )
     ev.add_argument("run", help="run folder")
     ev.add_argument("--episodes", type=int, default=10, help="episodes, each from a start state of its own")
