@@ -274,6 +274,8 @@ def safety_curves(runs: dict[str, dict], path: Path, title: str, limit: float | 
              color="tab:red", label="cost")  # fmt: skip
     if limit is not None:
         twin.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"limit {limit:g}")
+    top = max([runs[k]["cost"] + runs[k]["cost_std"] for k in labels] + [limit or 0.0, 1.0])
+    twin.set_ylim(0, 1.1 * top)  # costs are >= 0; with none paid the axis would centre on 0
     right.set_xticks(x, labels)
     right.set_ylabel("evaluation return per episode", color="tab:blue")
     twin.set_ylabel("evaluation cost per episode", color="tab:red")
