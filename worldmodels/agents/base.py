@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, RunConfigError
+from ..models.base import COSTS
 from ..nn.distributed import any_rank, average_gradients
 from ..nn.optim import clip_by_agc_
 from ..registry import FAMILIES, agent_spec
@@ -149,6 +150,25 @@ def build_adversary(cfg, world_model: nn.Module) -> nn.Module | None:
 
 
 # ------------------------------------------------------------------ the gradient step
+def require_costs(world_model: nn.Module, needs: str) -> None:
+    """``needs`` (what a setting does with costs) needs a family that predicts them (``costs``)."""
+    if COSTS not in world_model.capabilities:
+        raise RunConfigError(
+            f"{needs}, and {type(world_model).__name__} predicts none: the env reports no cost (use one that puts "
+            "info['cost'] in its steps, such as the safe: suite, or wrap it in worldmodels.envs.costs.CostWrapper), "
+            "or the family has no cost head"
+        )
+
+
+def require_cost_horizon(horizon: int) -> None:
+    """A cost limit per episode is spread over ``horizon`` agent steps, which must be set."""
+    if horizon < 1:
+        raise RunConfigError(
+            "--cost-limit is a cost per episode, spread over --cost-horizon steps, which is 0 here: set it (a "
+            "training run sets it to the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
+        )
+
+
 def check_finite(terms: Mapping[str, Tensor]) -> None:
     """Raise before an optimiser step if any loss term is NaN or infinite, naming it. In a
     distributed run every rank raises when any one does (else the others would wait forever in

@@ -15,12 +15,20 @@ from ..behavior.constraints import PIDLagrangian, episode_cost
 from ..behavior.returns import ReturnScale, lambda_returns, replay_lambda_returns
 from ..config import NO_COST_LIMIT, OFFLINE_PENALTY, DreamerConfig, ModelConfig, validate_dreamer
 from ..errors import RunConfigError
-from ..models.base import COSTS, DISAGREES, WorldModelBase
+from ..models.base import DISAGREES, WorldModelBase
 from ..nn.layers import time_slice
 from ..nn.optim import make_optimizer
 from ..registry import AgentSpec
 from ..specs import COST, DOMAIN, ActionSpec, ObsSpec
-from .base import Agent, build_adversary, build_world_model, check_finite, clip_gradients
+from .base import (
+    Agent,
+    build_adversary,
+    build_world_model,
+    check_finite,
+    clip_gradients,
+    require_cost_horizon,
+    require_costs,
+)
 
 
 class PolicyCarry(NamedTuple):
@@ -127,14 +135,12 @@ class Dreamer(Agent):
         # Constrained learning (--cost-limit): a cost critic and a Lagrange multiplier that holds
         # the imagined cost per episode under the limit (behavior/constraints.py).
         self.cost_limit, self.cost_horizon = cost_limit, cost_horizon
-        if risky_starts and COSTS not in world_model.capabilities:
-            raise RunConfigError(
-                "--dreamer.risky-starts draws imagined starts where the world model predicts cost, and "
-                f"{type(world_model).__name__} predicts none here: train on an env that reports info['cost']"
-            )
+        if risky_starts:
+            require_costs(world_model, "--dreamer.risky-starts draws imagined starts where the model predicts cost")
         self.risky_starts = risky_starts
         if cost_limit is not None:
-            check_costs_learnable(world_model, cost_horizon)
+            require_costs(world_model, "--cost-limit trains the actor against the world model's predicted costs")
+            require_cost_horizon(cost_horizon)
             self.cost_critic = Critic(feat, units=units, layers=layers, bins=bins, onehot=onehot)
             self.slow_cost_critic = SlowCritic(self.cost_critic)
             self.cost_scale = ReturnScale(decay=return_decay)
@@ -360,7 +366,7 @@ class Dreamer(Agent):
         scale = self.return_scale.update(returns[:replayed])
         cost = None
         if self.constrained:
-            cost = self._cost_terms(heads[COST], cont, self._full(cost_value), weight, replayed)
+            cost, measured = self._cost_terms(heads[COST], cont, self._full(cost_value), weight, replayed)
         with self._autocast(self.imag_bf16):
             losses, metrics = actor_critic_losses(
                 actor=self.actor,
@@ -378,7 +384,7 @@ class Dreamer(Agent):
                 cost=cost,
             )
         if cost is not None:
-            metrics["imag/episode_cost"] = self._measured_cost
+            metrics["imag/episode_cost"] = measured
         if doubt is not None:
             metrics["imag/disagreement"] = doubt.mean()
         return losses, metrics, returns[:, 0].detach()
@@ -403,15 +409,15 @@ class Dreamer(Agent):
 
     def _cost_terms(
         self, cost: Tensor, cont: Tensor, cost_value: Tensor, weight: Tensor, replayed: int | None
-    ) -> CostTerms:
-        """The imagined costs' lambda-returns and scale, and the multiplier after this update's
-        measurement of the cost per episode (from the first ``replayed`` starts)."""
+    ) -> tuple[CostTerms, Tensor]:
+        """The imagined costs' lambda-returns and scale, the multiplier after this update's
+        measurement of the cost per episode (from the first ``replayed`` starts), and that measure."""
         cost = self._full(cost).float().clamp_min(0.0)  # a cost is never negative; the head's mean may dip below
         returns = lambda_returns(cost, cont, cost_value, gamma=self.gamma, lam=self.lam)
-        self._measured_cost = episode_cost(cost[:replayed], weight[:replayed], self.cost_horizon)
-        multiplier = self.lagrangian.update(self._measured_cost)
+        measured = episode_cost(cost[:replayed], weight[:replayed], self.cost_horizon)
+        multiplier = self.lagrangian.update(measured)
         scale = self.cost_scale.update(returns[:replayed])
-        return CostTerms(self.cost_critic, self.slow_cost_critic, returns, cost_value, scale, multiplier)
+        return CostTerms(self.cost_critic, self.slow_cost_critic, returns, cost_value, scale, multiplier), measured
 
     def penalised(self, feat: Any, reward: Tensor) -> tuple[Tensor, Tensor | None]:
         """Imagined rewards less ``penalty`` times the world model's disagreement about each state
@@ -436,23 +442,6 @@ class Dreamer(Agent):
         nll = -(dist.log_prob(target.detach()) + self.slow_reg * dist.log_prob(slow))
         mask = valid.float()
         return (nll * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def check_costs_learnable(world_model: WorldModelBase, cost_horizon: int) -> None:
-    """Constrained learning needs a model that predicts costs and the episode length the limit
-    is spread over."""
-    if COSTS not in world_model.capabilities:
-        raise RunConfigError(
-            f"--cost-limit trains the actor against the world model's predicted costs, and "
-            f"{type(world_model).__name__} predicts none: the env reports no cost (use one that puts info['cost'] "
-            "in its steps, such as the safe: suite, or wrap it in worldmodels.envs.costs.CostWrapper), or the family "
-            "has no cost head"
-        )
-    if cost_horizon < 1:
-        raise RunConfigError(
-            "--cost-limit is a cost per episode, spread over --cost-horizon steps, which is 0 here: set it (a training "
-            "run sets it to the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
-        )
 
 
 @contextlib.contextmanager

@@ -10,12 +10,12 @@ from torch import Tensor
 
 from ..config import Config, PlanConfig
 from ..errors import PlannerConfigError, RunConfigError
-from ..models.base import COSTS
 from ..planning.feedback import GAIN_LIMIT, LinearFeedback
 from ..planning.objectives import cost_budget
 from ..planning.shooting import ShootingPlanner
 from ..registry import PLANNERS
 from ..specs import ActionSpec
+from .base import require_cost_horizon, require_costs
 
 
 def resolve_planner(name: str, action_spec: ActionSpec) -> str:
@@ -117,23 +117,14 @@ class PlanBudget(NamedTuple):
     def from_config(cls, cfg: Config) -> PlanBudget | None:
         if cfg.cost_limit < 0:
             return None
-        if cfg.cost_horizon < 1:
-            raise RunConfigError(
-                "--cost-limit is spread over --cost-horizon steps, which is 0 here: set it (a training run sets it to "
-                "the env's time limit; from Python, config.with_cost_horizon(cfg, steps))"
-            )
+        require_cost_horizon(cfg.cost_horizon)
         p = cfg.plan
         return cls(cfg.cost_limit, cfg.cost_horizon, p.cost_slack, p.cost_quantile, p.cost_floor)
 
 
 def check_constrained(world_model, budget: PlanBudget | None) -> PlanBudget:
     """The constrained objective needs a model that predicts costs and a budget to hold them to."""
-    if COSTS not in world_model.capabilities:
-        raise RunConfigError(
-            f"--plan.objective constrained ranks plans by their predicted cost, and {type(world_model).__name__} "
-            "predicts none: the env reports no cost (run on one that puts info['cost'] in its steps, such as the "
-            "safe: suite, with --cost-limit C), or the family has no cost head"
-        )
+    require_costs(world_model, "--plan.objective constrained ranks plans by their predicted cost")
     if budget is None:
         raise RunConfigError("--plan.objective constrained needs a budget: give --cost-limit C")
     return budget
