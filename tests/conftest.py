@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests import toy_envs
-from worldmodels.config import Config, ModelConfig
+from worldmodels.config import Config, ModelConfig, TransformerConfig
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 toy_envs.register()
@@ -13,6 +13,7 @@ toy_envs.register()
 torch.set_num_threads(1)
 
 # Small enough that a train step takes milliseconds.
+TINY_TRANSFORMER = dict(dim=16, layers=2, heads=2, context=4)
 TINY_MODEL = dict(deter=32, stoch=4, classes=4, units=32, layers=1, cnn_depth=4, image_size=16, bins=31)
 
 
@@ -30,6 +31,7 @@ def tiny_config(tmp_path, **overrides) -> Config:
         checkpoint_every=200,
         threads=1,
         model=ModelConfig(**TINY_MODEL),
+        transformer=TransformerConfig(**TINY_TRANSFORMER),
     )
     base.update(overrides)
     return Config(**base)

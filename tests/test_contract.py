@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests import plugins
-from tests.conftest import TINY_MODEL
-from worldmodels.config import Config, EnsembleConfig, ModelConfig, VMCConfig, resolve_device
+from tests.conftest import TINY_MODEL, TINY_TRANSFORMER
+from worldmodels.config import Config, EnsembleConfig, ModelConfig, TransformerConfig, VMCConfig, resolve_device
 from worldmodels.models.base import FEATURES, WorldModelBase
 from worldmodels.registry import FAMILIES
 from worldmodels.specs import IMAGE, VECTOR, ActionSpec, ObsSpec
@@ -20,7 +20,11 @@ FAMILY_NAMES = FAMILIES.names()
 B, T, H, A = 3, 5, 4, 2
 TINY_VMC = VMCConfig(z=4, vae_depth=4, rnn_units=8, mixtures=2)
 # Families' observation needs: the ensemble and the linear model take vectors, V+M 64x64 frames.
-SPECS = {"vmc": ObsSpec(image=(64, 64, 3)), "rssm": ObsSpec(image=(16, 16, 3), vector=4)}
+SPECS = {
+    "vmc": ObsSpec(image=(64, 64, 3)),
+    "rssm": ObsSpec(image=(16, 16, 3), vector=4),
+    "transformer": ObsSpec(image=(16, 16, 3), vector=4),
+}
 
 
 def build(family: str) -> tuple[WorldModelBase, ObsSpec]:
@@ -30,6 +34,7 @@ def build(family: str) -> tuple[WorldModelBase, ObsSpec]:
         model=ModelConfig(**TINY_MODEL),
         ensemble=EnsembleConfig(members=2, units=8, layers=2),
         vmc=TINY_VMC,
+        transformer=TransformerConfig(**TINY_TRANSFORMER),
     )
     torch.manual_seed(0)
     return FAMILIES.get(family)(spec, ActionSpec(A, False), cfg), spec

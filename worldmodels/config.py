@@ -76,6 +76,23 @@ class ModelConfig:
 
 
 @dataclass
+class TransformerConfig:
+    """The transformer family's sequence model (--model transformer; STORM's values in brackets).
+
+    Its latent, encoders, decoders and heads are set by the model block, as the RSSM's are."""
+
+    dim: int = _f(128, "width of the tokens and of every attention layer [512]", ge=1)
+    layers: int = _f(2, "attention blocks [2]", ge=1)
+    heads: int = _f(4, "attention heads per block; --transformer.dim must be a multiple of it [8]", ge=1)
+    context: int = _f(
+        16,
+        "steps each step attends to, itself included: the window imagination carries (at most --seq-len) [64]",
+        ge=1,
+    )
+    dropout: float = _f(0.0, "dropout on attention weights and residual branches while training [0.1]", ge=0, lt=1)
+
+
+@dataclass
 class DreamerConfig:
     """Actor-critic learning in imagination (agents dreamer and mpc)."""
 
@@ -414,13 +431,15 @@ class Config:
     plan: PlanConfig = field(default_factory=PlanConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     vmc: VMCConfig = field(default_factory=VMCConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
     @classmethod
     def sized(cls, size: str = "XXS", **overrides: Any) -> Config:
         """A config with the named size preset's model dimensions, e.g. ``Config.sized("S", env=...)``."""
         cfg = resolve({"agent": overrides.get("agent", "dreamer"), "size": size})
         model = apply_size(overrides.pop("model", ModelConfig()), size)
-        return dataclasses.replace(cfg, model=model, **overrides)
+        transformer = overrides.pop("transformer", dataclasses.replace(TransformerConfig(), **TRANSFORMER_SIZES[size]))
+        return dataclasses.replace(cfg, model=model, transformer=transformer, **overrides)
 
     def describe(self) -> str:
         """One line for titles and banners: env, agent, observations and (for sized families) size."""
@@ -463,9 +482,18 @@ SIZES: dict[str, dict[str, int]] = {
     "L": dict(deter=2048, units=768, cnn_depth=64, layers=4, stoch=32, classes=32),
 }
 
+# The transformer family's blocks per size: XXS and XS ours for CPU, S STORM's (2 x 512, 8 heads).
+TRANSFORMER_SIZES: dict[str, dict[str, int]] = {
+    "XXS": dict(dim=128, layers=2, heads=4),
+    "XS": dict(dim=256, layers=2, heads=4),
+    "S": dict(dim=512, layers=2, heads=8),
+    "M": dict(dim=768, layers=4, heads=8),
+    "L": dict(dim=1024, layers=6, heads=16),
+}
+
 OBS_MODES = ("state", "pixels", "both")
-# Families whose dimensions come from the --size presets (the model block).
-SIZED_FAMILIES = ("rssm",)
+# Families whose dimensions come from the --size presets (the model block, and the transformer block).
+SIZED_FAMILIES = ("rssm", "transformer")
 
 # The nested blocks of a Config: each becomes a flag group (--model.deter, --plan.horizon, ...).
 BLOCKS = {
@@ -474,6 +502,7 @@ BLOCKS = {
     "plan": PlanConfig,
     "ensemble": EnsembleConfig,
     "vmc": VMCConfig,
+    "transformer": TransformerConfig,
 }
 
 
@@ -498,6 +527,7 @@ def resolve(given: dict[str, Any]) -> Config:
     cfg = dataclasses.replace(Config(), **{k: v for k, v in flat.items() if "." not in k})
     blocks = {name: getattr(cfg, name) for name in BLOCKS}
     blocks["model"] = apply_size(cfg.model, cfg.size)
+    blocks["transformer"] = dataclasses.replace(cfg.transformer, **TRANSFORMER_SIZES[cfg.size])
     for name in BLOCKS:
         fields = {k[len(name) + 1 :]: v for k, v in flat.items() if k.startswith(name + ".")}
         blocks[name] = dataclasses.replace(blocks[name], **fields)
@@ -817,8 +847,26 @@ def validate(cfg: Config, *, device: bool = True) -> None:
     check_domain_specs(cfg)
     check_dataset(cfg)
     check_costs(cfg)
+    if (cfg.family or spec.default_family) == "transformer":
+        check_transformer(cfg)
     if spec.validate is not None:
         spec.validate(cfg)
+
+
+def check_transformer(cfg: Config) -> None:
+    """The transformer's window must fit in a replayed sequence, and its width split into heads."""
+    tf = cfg.transformer
+    if tf.context > cfg.seq_len:
+        raise ValueError(
+            f"--transformer.context {tf.context} is longer than the replayed sequences (--seq-len {cfg.seq_len}): "
+            f"training would never fill the window imagination carries; lower it to at most {cfg.seq_len} or "
+            f"raise --seq-len"
+        )
+    if tf.dim % tf.heads:
+        raise ValueError(
+            f"--transformer.dim {tf.dim} must be a multiple of --transformer.heads {tf.heads} (each head reads an "
+            f"equal slice); e.g. --transformer.heads {math.gcd(tf.dim, tf.heads)}"
+        )
 
 
 # The parts of a world model that wm finetune --freeze names (models/base.py: WorldModelBase.parts).

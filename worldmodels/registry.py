@@ -118,6 +118,7 @@ PLANNERS = Registry("planner", "--planner")
 SUITES = Registry("environment suite", "--env")
 
 FAMILIES.register("rssm", "worldmodels.models.world_model:make_rssm", features=True)
+FAMILIES.register("transformer", "worldmodels.models.transformer:make_transformer", features=True)
 FAMILIES.register("ensemble", "worldmodels.models.ensemble:make_ensemble", features=False)
 FAMILIES.register("vmc", "worldmodels.models.vision_memory:make_vision_memory", features=False)
 

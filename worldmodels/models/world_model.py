@@ -14,22 +14,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..nn.dists import (
-    TwoHotSymlog,
-    bernoulli_log_prob,
-    categorical_kl,
-    symexp,
-    symlog,
-    symlog_bins,
-    unimix_probs,
-)
-from ..nn.layers import MLP, ConvDecoder, ConvEncoder, RunningScale, SparseFeat
-from ..specs import COST, IMAGE, VECTOR, ActionSpec, ObsSpec
-from .base import COSTS, DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
+from ..nn.dists import categorical_kl, unimix_probs
+from ..nn.layers import MLP, SparseFeat
+from ..specs import ActionSpec, ObsSpec
+from .base import DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
+from .latent_io import LatentIO
 from .rssm import RSSM, LatentState, Policy
 
 
-class WorldModel(WorldModelBase):
+class WorldModel(LatentIO, WorldModelBase):
     capabilities = frozenset({FEATURES, DECODES, ENCODES})
 
     def __init__(
@@ -55,22 +48,10 @@ class WorldModel(WorldModelBase):
     ):
         super().__init__()
         self.sparse_imagination = sparse_imagination
-        if not obs_spec.keys():
-            raise ValueError("ObsSpec needs an image, a vector or both")
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.kl_dyn, self.kl_rep = free_nats, kl_dyn, kl_rep
-        embed = 0
-        if obs_spec.image is not None:
-            h, w, c = obs_spec.image
-            if (h, w) != (image_size, image_size):
-                raise ValueError(f"images must be resized to {image_size}x{image_size} first, got {h}x{w}")
-            self.image_enc = ConvEncoder(c, depth=cnn_depth, image_size=image_size)
-            embed += self.image_enc.out_dim
-        if obs_spec.vector is not None:
-            self.vector_enc = MLP(obs_spec.vector, None, units=units, layers=max(layers, 1))
-            # Standardised symlog state vectors in and out (docs/DESIGN.md), or plain symlog.
-            self.vector_scale = RunningScale(obs_spec.vector) if vector_norm else None
-            embed += self.vector_enc.out_dim
+        io = dict(cnn_depth=cnn_depth, image_size=image_size, units=units, layers=layers)
+        embed = self._build_encoders(**io, vector_norm=vector_norm)
         self._embed_size = embed
         self.rssm = RSSM(
             embed_dim=embed,
@@ -82,19 +63,8 @@ class WorldModel(WorldModelBase):
             unimix=unimix,
         )
         feat, onehot = self.rssm.feat_dim, self.rssm.onehot
-        if obs_spec.image is not None:
-            self.image_dec = ConvDecoder(feat, obs_spec.image[2], depth=cnn_depth, image_size=image_size)
-        if obs_spec.vector is not None:
-            self.vector_dec = MLP(feat, obs_spec.vector, units=units, layers=layers, onehot=onehot)
-        self.reward_head = MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot)
-        self.cont_head = MLP(feat, 1, units=units, layers=layers, onehot=onehot)
-        # Where the env charges costs, a cost head like the reward's (two-hot symlog, zero-initialised).
-        self.cost_head = (
-            MLP(feat, bins, units=units, layers=layers, zero_init=True, onehot=onehot) if obs_spec.cost else None
-        )
-        if obs_spec.cost:
-            self.capabilities = self.capabilities | {COSTS}
-        self.register_buffer("bins", symlog_bins(bins), persistent=False)
+        self._build_decoders(feat, **io, onehot=onehot)
+        self._build_heads(feat, bins=bins, units=units, layers=layers, onehot=onehot)
         # An ensemble of prior heads p_k(z | h), each fit to the posterior like the prior is (on
         # detached inputs: they shape nothing else). Where the data went they agree; where it never
         # went their independent initialisations show through. Their disagreement is the RSSM's
@@ -112,11 +82,8 @@ class WorldModel(WorldModelBase):
     @property
     def loss_scales(self) -> dict[str, float]:
         """Scale of each term :meth:`loss` returns (prediction terms 1, KL balancing dyn/rep)."""
-        scales = {k: 1.0 for k in self.obs_spec.keys()}
         extra = {"ensemble": 1.0} if len(self.prior_ensemble) else {}
-        if self.cost_head is not None:
-            extra[COST] = 1.0
-        return {**scales, "reward": 1.0, "cont": 1.0, "dyn": self.kl_dyn, "rep": self.kl_rep, **extra}
+        return {**self._io_loss_scales(), "dyn": self.kl_dyn, "rep": self.kl_rep, **extra}
 
     prev_actions = staticmethod(prev_actions)
 
@@ -135,29 +102,12 @@ class WorldModel(WorldModelBase):
         return states.feat()
 
     def parts(self) -> dict[str, list[torch.nn.Module]]:
-        def present(*names: str) -> list[torch.nn.Module]:
-            return [getattr(self, n) for n in names if getattr(self, n, None) is not None]
-
-        return {
-            "encoder": present("image_enc", "vector_enc"),
-            "dynamics": [self.rssm, self.prior_ensemble],
-            "heads": present("image_dec", "vector_dec", "reward_head", "cont_head", "cost_head"),
-        }
+        encoder, heads = self._io_parts()
+        return {"encoder": encoder, "dynamics": [self.rssm, self.prior_ensemble], "heads": heads}
 
     # ----------------------------------------------------------------- verbs
     def initial(self, batch: int) -> LatentState:
         return self.rssm.initial(batch)
-
-    def encode(self, obs: dict[str, Tensor]) -> Tensor:
-        """``obs`` with leading dims ``(B, T)`` -> embeddings ``(B, T, E)``."""
-        parts = []
-        if self.obs_spec.image is not None:
-            img = obs[IMAGE]
-            lead = img.shape[:-3]
-            parts.append(self.image_enc(img.reshape(-1, *img.shape[-3:])).reshape(*lead, -1))
-        if self.obs_spec.vector is not None:
-            parts.append(self.vector_enc(self._vector_in(obs[VECTOR])))
-        return torch.cat(parts, -1)
 
     def embed(self, obs: dict[str, Tensor]) -> Tensor:
         return self.encode(obs)
@@ -222,23 +172,14 @@ class WorldModel(WorldModelBase):
     def predict(self, feat: Tensor | SparseFeat, decode_obs: bool = True) -> dict[str, Tensor]:
         """Decode features ``(..., F)``: reward, continue probability and (with ``decode_obs``)
         images in [0, 1] ``(..., H, W, C)`` and vectors ``(..., D)``."""
-        out: dict[str, Tensor] = {}
         if isinstance(feat, SparseFeat):
             lead = feat.lead
             if decode_obs:
                 feat = feat.to_dense(self.rssm.classes)
         else:
             lead = feat.shape[:-1]
-        if decode_obs and self.obs_spec.image is not None:
-            img = self.image_dec(feat.reshape(-1, feat.shape[-1]))
-            out[IMAGE] = (img + 0.5).clamp(0, 1).reshape(*lead, *img.shape[1:])
-        if decode_obs and self.obs_spec.vector is not None:
-            out[VECTOR] = symexp(self._vector_out(self.vector_dec(feat)))
-        out["reward"] = TwoHotSymlog(self.reward_head(feat), self.bins).mean()
-        out["cont"] = torch.sigmoid(self.cont_head(feat).squeeze(-1))
-        if self.cost_head is not None:
-            out[COST] = TwoHotSymlog(self.cost_head(feat), self.bins).mean()
-        return out
+        out = self._decode(feat, lead) if decode_obs else {}
+        return {**out, **self._heads(feat)}
 
     def loss(
         self, batch: dict[str, Tensor], state: LatentState | None = None
@@ -251,29 +192,12 @@ class WorldModel(WorldModelBase):
         prev_action = self.prev_actions(batch["action"])
         obs = {k: batch[k] for k in self.obs_spec.keys()}
         self._check_obs(obs, batch["is_first"].shape)
-        if self.training and self.obs_spec.vector is not None and self.vector_scale is not None:
-            self.vector_scale.update(symlog(batch[VECTOR].float()))
+        self._update_vector_scale(batch)
         posts, prior_logits = self.rssm.observe(self.encode(obs), prev_action, batch["is_first"], state)
         feat = posts.feat()  # (B, T, F)
-        losses: dict[str, Tensor] = {}
-        if self.obs_spec.image is not None:
-            B, T = feat.shape[:2]
-            pred = self.image_dec(feat.reshape(B * T, -1)).reshape(B, T, *self.obs_spec.image).float()
-            target = batch[IMAGE].float() / 255.0 - 0.5
-            losses[IMAGE] = ((pred - target) ** 2).sum((-3, -2, -1))
-        if self.obs_spec.vector is not None:
-            pred = self.vector_dec(feat).float()
-            losses[VECTOR] = ((pred - self._vector_in(batch[VECTOR])) ** 2).sum(-1)
-        losses["reward"] = -TwoHotSymlog(self.reward_head(feat), self.bins).log_prob(batch["reward"])
-        cont_target = 1.0 - batch["is_terminal"].float()
-        losses["cont"] = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
-        if self.cost_head is not None:
-            losses[COST] = -TwoHotSymlog(self.cost_head(feat), self.bins).log_prob(batch[COST])
-        # KL balancing with free bits (DreamerV3 eq. 5): clip each term below free_nats per step.
-        dyn = categorical_kl(posts.logits.detach(), prior_logits)
-        rep = categorical_kl(posts.logits, prior_logits.detach())
-        losses["dyn"] = dyn.clamp(min=self.free_nats)
-        losses["rep"] = rep.clamp(min=self.free_nats)
+        losses = {**self._reconstruction_losses(feat, batch), **self._head_losses(feat, batch)}
+        kl_terms, dyn = self._kl_losses(posts.logits, prior_logits)
+        losses.update(kl_terms)
         metrics = {"kl": dyn.mean().detach()}
         if len(self.prior_ensemble):
             target, deter = posts.logits.detach(), posts.deter.detach()
@@ -302,26 +226,6 @@ class WorldModel(WorldModelBase):
         variance = sum((p - mean).square() for p in probs) / len(probs)
         spread = variance.sqrt().sum(-1).mean(-1)
         return spread / math.sqrt(len(self.prior_ensemble) - 1)
-
-    def _vector_in(self, vector: Tensor) -> Tensor:
-        """What the encoder reads and the decoder predicts: symlog, standardised with vector_norm."""
-        x = symlog(vector.float())
-        return x if self.vector_scale is None else self.vector_scale.normalize(x)
-
-    def _vector_out(self, pred: Tensor) -> Tensor:
-        return pred if self.vector_scale is None else self.vector_scale.denormalize(pred.float())
-
-    # ----------------------------------------------------------------- checks
-    def _check_obs(self, obs: dict[str, Tensor], lead: torch.Size) -> None:
-        spec = self.obs_spec
-        if spec.image is not None:
-            if IMAGE not in obs or tuple(obs[IMAGE].shape) != (*lead, *spec.image):
-                got = tuple(obs[IMAGE].shape) if IMAGE in obs else "nothing"
-                raise ValueError(f"expected obs['image'] of shape {(*lead, *spec.image)}, got {got}")
-        if spec.vector is not None:
-            if VECTOR not in obs or tuple(obs[VECTOR].shape) != (*lead, spec.vector):
-                got = tuple(obs[VECTOR].shape) if VECTOR in obs else "nothing"
-                raise ValueError(f"expected obs['vector'] of shape {(*lead, spec.vector)}, got {got}")
 
 
 def make_rssm(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> WorldModel:
