@@ -160,3 +160,19 @@ def test_size_presets_set_the_transformer(tmp_path):
     assert resolve({"size": "XXS", "transformer.dim": 64}).transformer.dim == 64
     text = make_transformer(SPEC, ActionSpec(A, False), tiny_config(tmp_path, family="transformer")).describe()
     assert "transformer 2x16 (2 heads, context 4)" in text and "parameters" in text
+
+
+def test_a_run_keeps_its_window_when_resumed(tmp_path, capsys):
+    """The keys and values of a state are sized by the context: a resume that asks for another
+    is refused before anything is loaded, naming both values."""
+    from worldmodels.cli import main
+
+    run = str(tmp_path / "run")
+    tiny = ["--model.deter", "16", "--model.stoch", "4", "--model.classes", "4", "--model.units", "16"]
+    tiny += ["--transformer.dim", "16", "--transformer.heads", "2", "--transformer.context", "4", "--threads", "1"]
+    args = ["--steps", "60", "--prefill", "40", "--batch", "2", "--seq-len", "8", "--eval-every", "60"]
+    args += ["--eval-episodes", "1"]
+    assert main(["train", "--model", "transformer", "--env", "wmtest/Cue-v0", "--logdir", run, *tiny, *args]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", run, "--steps", "80", "--transformer.context", "8"]) == 2
+    assert "--transformer.context: stored 4, given 8" in capsys.readouterr().err
