@@ -219,6 +219,15 @@ def unroll(
     return type(state)(*(torch.stack(x, 1) for x in zip(*states))), torch.stack(taken, 1)
 
 
+def as_policy(policy_or_actions: Callable | Tensor, horizon: int | None) -> tuple[Callable, int]:
+    """A fast path's policy and horizon: given actions ``(B, H, A)`` become a policy that hands
+    out one step of them per call (the horizon defaults to ``H``)."""
+    if not isinstance(policy_or_actions, Tensor):
+        return policy_or_actions, horizon
+    steps = iter(policy_or_actions.unbind(1))
+    return (lambda feat: next(steps)), policy_or_actions.shape[1] if horizon is None else horizon
+
+
 def prev_actions(action: Tensor) -> Tensor:
     """``action (B, T, A)`` -> ``prev_action``: ``action[:, t-1]``, zeros at t=0 (docs/DESIGN.md)."""
     return torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)

@@ -17,6 +17,14 @@ from ..specs import COST, IMAGE, VECTOR, ObsSpec
 from .base import COSTS
 
 
+def latent_settings(model) -> dict:
+    """What a latent family reads from the run config's ``model`` block (its latent, encoders,
+    decoders, heads and losses), as keyword arguments of its constructor."""
+    names = ("stoch", "classes", "units", "layers", "cnn_depth", "image_size", "unimix", "free_nats")
+    names += ("kl_dyn", "kl_rep", "bins", "vector_norm")
+    return {name: getattr(model, name) for name in names}
+
+
 class LatentIO:
     """Builds and runs encoders, decoders and heads; mixed into a ``WorldModelBase`` subclass."""
 

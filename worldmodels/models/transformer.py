@@ -32,8 +32,8 @@ from ..nn.dists import mode_onehot, sample_index, sample_onehot, straight_throug
 from ..nn.layers import MLP, SparseFeat, dense
 from ..specs import ActionSpec, ObsSpec
 from .attention import StepTransformer
-from .base import DECODES, ENCODES, FEATURES, WorldModelBase, prev_actions, unroll
-from .latent_io import LatentIO
+from .base import DECODES, ENCODES, FEATURES, WorldModelBase, as_policy, prev_actions, unroll
+from .latent_io import LatentIO, latent_settings
 
 
 class TokenState(NamedTuple):
@@ -241,14 +241,7 @@ class TransformerWorldModel(LatentIO, WorldModelBase):
         """Features of ``s_0 .. s_H`` ``(B, H+1, .)`` and actions ``(B, H, A)``. The fast path carries
         ``z`` as class indices (tokens and heads gather weight rows) and the window as lists per
         layer; ``differentiable`` takes the dense path with straight-through latents."""
-        if isinstance(policy_or_actions, Tensor):
-            horizon = policy_or_actions.shape[1] if horizon is None else horizon
-            steps = iter(policy_or_actions.unbind(1))
-
-            def policy(feat):
-                return next(steps)
-        else:
-            policy = policy_or_actions
+        policy, horizon = as_policy(policy_or_actions, horizon)
         if differentiable:
             states, actions = self.imagine(start, lambda s: policy(s.feat()), horizon)
             first = start.feat().unsqueeze(1)
@@ -312,16 +305,5 @@ def make_transformer(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> Transfo
         heads=tf.heads,
         context=tf.context,
         dropout=tf.dropout,
-        stoch=model.stoch,
-        classes=model.classes,
-        units=model.units,
-        layers=model.layers,
-        cnn_depth=model.cnn_depth,
-        image_size=model.image_size,
-        unimix=model.unimix,
-        free_nats=model.free_nats,
-        kl_dyn=model.kl_dyn,
-        kl_rep=model.kl_rep,
-        bins=model.bins,
-        vector_norm=model.vector_norm,
+        **latent_settings(model),
     )

@@ -17,8 +17,8 @@ from torch import Tensor
 from ..nn.dists import categorical_kl, unimix_probs
 from ..nn.layers import MLP, SparseFeat
 from ..specs import ActionSpec, ObsSpec
-from .base import DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, prev_actions
-from .latent_io import LatentIO
+from .base import DECODES, DISAGREES, ENCODES, FEATURES, WorldModelBase, as_policy, prev_actions
+from .latent_io import LatentIO, latent_settings
 from .rssm import RSSM, LatentState, Policy
 
 
@@ -150,15 +150,7 @@ class WorldModel(LatentIO, WorldModelBase):
         and gather-based heads (exact; the same random draws as :meth:`imagine`), or dense
         one-hot features where ``sparse_imagination`` is off (for comparison) or gradients must
         flow (``differentiable``: straight-through samples of the latents)."""
-        if isinstance(policy_or_actions, Tensor):
-            actions = policy_or_actions
-            horizon = actions.shape[1] if horizon is None else horizon
-            steps = iter(actions.unbind(1))
-
-            def policy(feat):
-                return next(steps)
-        else:
-            policy = policy_or_actions
+        policy, horizon = as_policy(policy_or_actions, horizon)
         if self.sparse_imagination and not differentiable:
             return self.rssm.imagine_sparse(start, policy, horizon)
         states, actions = self.rssm.imagine(start, lambda s: policy(s.feat()), horizon)
@@ -235,18 +227,7 @@ def make_rssm(obs_spec: ObsSpec, action_spec: ActionSpec, cfg) -> WorldModel:
         obs_spec,
         action_spec.dim,
         deter=model.deter,
-        stoch=model.stoch,
-        classes=model.classes,
-        units=model.units,
-        layers=model.layers,
-        cnn_depth=model.cnn_depth,
-        image_size=model.image_size,
-        unimix=model.unimix,
-        free_nats=model.free_nats,
-        kl_dyn=model.kl_dyn,
-        kl_rep=model.kl_rep,
-        bins=model.bins,
+        **latent_settings(model),
         sparse_imagination=cfg.dreamer.sparse_imagination,
-        vector_norm=model.vector_norm,
         prior_heads=model.prior_heads if cfg.penalty > 0 else 0,
     )
